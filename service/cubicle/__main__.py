@@ -1,0 +1,3 @@
+from cubicle.cli import main
+
+main()

@@ -1,0 +1,242 @@
+"""The action vocabulary: typed models shared by the server, the client and the agent.
+
+Names and fields are those of Anthropic's computer tool, so a model's tool input can be sent
+as it is. Limits that hold whatever the screen are checked here; what depends on the screen
+(bounds, key names) is checked by the server before anything reaches the desktop.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_TYPE_CHARS = 20_000
+MAX_DURATION_S = 300.0
+MAX_SCROLL_AMOUNT = 100
+MAX_KEY_REPEAT = 100
+MAX_BATCH = 100
+MAX_DRAG_POINTS = 1000
+
+Coordinate = Annotated[tuple[int, int], Field(description="[x, y] from the top-left corner")]
+
+
+class _Strict(BaseModel):
+    # Unknown fields are refused: a misspelt 'coordinates' must not silently click elsewhere.
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Modifiers(_Strict):
+    text: str | None = Field(None, max_length=100, description="modifier combo held during the action, e.g. 'shift' or 'ctrl+shift'")
+    key: str | None = Field(None, max_length=100, description="same as text (the reference demo's field name)")
+
+    @property
+    def modifiers(self) -> str | None:
+        return self.text if self.text is not None else self.key
+
+
+class Click(_Modifiers):
+    action: Literal["left_click", "right_click", "middle_click", "double_click", "triple_click"]
+    coordinate: Coordinate | None = Field(None, description="where to click; the current position if omitted")
+
+
+class MouseMove(_Strict):
+    action: Literal["mouse_move"]
+    coordinate: Coordinate
+
+
+class Drag(_Modifiers):
+    action: Literal["left_click_drag"]
+    start_coordinate: Coordinate | None = Field(None, description="where the drag starts; the current position if omitted")
+    coordinate: Coordinate = Field(description="where the drag ends")
+    path: list[Coordinate] | None = Field(
+        None, max_length=MAX_DRAG_POINTS, description="points passed through between start and end, in order"
+    )
+
+
+class MouseButton(_Strict):
+    action: Literal["left_mouse_down", "left_mouse_up"]
+    coordinate: Coordinate | None = None
+
+
+class Scroll(_Modifiers):
+    action: Literal["scroll"]
+    scroll_direction: Literal["up", "down", "left", "right"]
+    scroll_amount: int = Field(3, ge=1, le=MAX_SCROLL_AMOUNT, description="wheel clicks")
+    coordinate: Coordinate | None = None
+
+
+class Key(_Strict):
+    action: Literal["key"]
+    text: str = Field(min_length=1, max_length=200, description="xdotool combo(s), e.g. 'ctrl+s' or 'Return'")
+    repeat: int = Field(1, ge=1, le=MAX_KEY_REPEAT)
+
+
+class HoldKey(_Strict):
+    action: Literal["hold_key"]
+    text: str = Field(min_length=1, max_length=200)
+    duration: float = Field(gt=0, le=MAX_DURATION_S, description="seconds")
+
+
+class Type(_Strict):
+    action: Literal["type"]
+    text: str = Field(min_length=1, max_length=MAX_TYPE_CHARS)
+
+
+class Wait(_Strict):
+    action: Literal["wait"]
+    duration: float = Field(1.0, ge=0, le=MAX_DURATION_S, description="seconds")
+
+
+class CursorPosition(_Strict):
+    action: Literal["cursor_position"]
+
+
+class Screenshot(_Strict):
+    action: Literal["screenshot"]
+
+
+class Zoom(_Strict):
+    action: Literal["zoom"]
+    region: tuple[int, int, int, int] = Field(description="[x0, y0, x1, y1], corners of the area to enlarge")
+
+
+Action = Annotated[
+    Union[Click, MouseMove, Drag, MouseButton, Scroll, Key, HoldKey, Type, Wait, CursorPosition, Screenshot, Zoom],
+    Field(discriminator="action"),
+]
+ACTION_NAMES = sorted(
+    name
+    for model in (Click, MouseMove, Drag, MouseButton, Scroll, Key, HoldKey, Type, Wait, CursorPosition, Screenshot, Zoom)
+    for name in model.model_fields["action"].annotation.__args__
+)
+
+
+class Size(_Strict):
+    width: int = Field(ge=1, le=16384)
+    height: int = Field(ge=1, le=16384)
+
+
+class ImageOptions(_Strict):
+    format: Literal["png", "jpeg", "webp"] = "png"
+    quality: int = Field(80, ge=1, le=100, description="for jpeg and webp")
+    max_width: int | None = Field(None, ge=16, le=16384)
+    max_height: int | None = Field(None, ge=16, le=16384)
+    scale: float | None = Field(None, gt=0, le=1, description="shrink factor; max_width/max_height win if both are given")
+    cursor: bool = Field(False, description="draw the mouse pointer into the image")
+
+
+class SettleOptions(_Strict):
+    quiet_ms: int = Field(150, ge=10, le=5000, description="how long the screen must stay unchanged")
+    timeout_ms: int = Field(3000, ge=0, le=60000, description="give up waiting after this long")
+
+
+class ActionRequest(_Strict):
+    """A batch. The body may also be one action object or a bare list of actions."""
+
+    actions: list[Action] = Field(min_length=1, max_length=MAX_BATCH)
+    coordinate_space: Size | None = Field(
+        None,
+        description="the size of the (scaled) screenshot the coordinates refer to; screen pixels if omitted",
+    )
+    screenshot: bool | ImageOptions = Field(False, description="end with a settled screenshot")
+    settle: SettleOptions = Field(default_factory=SettleOptions)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_shorthands(cls, data: Any) -> Any:
+        if isinstance(data, list):
+            return {"actions": data}
+        if isinstance(data, dict) and "action" in data:
+            return {"actions": [data]}
+        return data
+
+
+# -- responses ----------------------------------------------------------------------------
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ImageData(BaseModel):
+    media_type: str
+    width: int
+    height: int
+    screen_width: int
+    screen_height: int
+    scale_x: float = Field(description="image pixels per screen pixel, horizontally")
+    scale_y: float
+    region: tuple[int, int, int, int] | None = Field(None, description="[x0, y0, x1, y1] of a zoom, in screen pixels")
+    settle_ms: float | None = None
+    settled: bool | None = None
+    data: str = Field(description="base64")
+
+
+class Point(BaseModel):
+    x: int
+    y: int
+
+
+class ActionResult(BaseModel):
+    index: int
+    action: str
+    status: Literal["ok", "error", "not_executed"]
+    error: ErrorBody | None = None
+    duration_ms: float = 0.0
+    cursor: Point | None = None
+    image: ImageData | None = None
+
+
+class ActionResponse(BaseModel):
+    results: list[ActionResult]
+    screenshot: ImageData | None = None
+    error: ErrorBody | None = None
+
+
+class ScreenInfo(BaseModel):
+    width: int
+    height: int
+    display: str
+
+
+class Window(BaseModel):
+    id: int
+    title: str
+    wm_class: str
+    wm_instance: str
+    pid: int | None
+    x: int
+    y: int
+    width: int
+    height: int
+    focused: bool
+    minimized: bool
+
+
+class LaunchRequest(_Strict):
+    command: str | list[str] = Field(description="program and arguments; a string is split like a shell would (no shell runs)")
+    wait_for_window: bool = True
+    timeout: float = Field(20.0, gt=0, le=120, description="seconds to wait for the new window")
+
+
+class LaunchResponse(BaseModel):
+    pid: int
+    window: Window | None = None
+
+
+class WindowActionResponse(BaseModel):
+    id: int
+    done: bool = Field(description="activate: the window is now focused; close: the window is gone")
+
+
+class ClipboardText(_Strict):
+    text: str = Field(max_length=1_000_000)
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    x: bool
+    window_manager: bool
+    vnc: bool

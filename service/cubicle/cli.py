@@ -1,0 +1,60 @@
+"""The `cubicle` command: one sub-command per job, each delegating to its module."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 1280x800, not {text!r}") from None
+    if not (200 <= width <= 7680 and 200 <= height <= 4320):
+        raise argparse.ArgumentTypeError(f"size {width}x{height} is outside 200x200 .. 7680x4320")
+    return width, height
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cubicle", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    desktop = commands.add_parser(
+        "desktop",
+        help="run the whole desktop (Xvfb, openbox, tint2, x11vnc, server) under supervisord, in the foreground",
+    )
+    desktop.add_argument("--display", type=int, default=1, help="X display number (default 1)")
+    desktop.add_argument("--port", type=int, default=8000, help="HTTP port of the cubicle server (default 8000)")
+    desktop.add_argument("--host", default="127.0.0.1", help="address the server listens on (default 127.0.0.1)")
+    desktop.add_argument("--size", type=_size, default=None, help="screen size WxH (default $WIDTH x $HEIGHT or 1280x800)")
+    desktop.add_argument("--vnc-port", type=int, default=5900, help="x11vnc port on localhost (default 5900)")
+    desktop.add_argument("--state-dir", default=None, help="where logs and the supervisord socket go (default: a temporary folder)")
+
+    serve = commands.add_parser("serve", help="run only the HTTP server against an existing X display")
+    serve.add_argument("--display", default=None, help="X display, e.g. :1 (default $DISPLAY)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--vnc-port", type=int, default=5900, help="x11vnc port probed by /health")
+
+    bench = commands.add_parser("bench", help="measure cubicle against the reference demo's way on a real desktop")
+    bench.add_argument("--url", default=None, help="a running desktop's URL (default: start one)")
+    bench.add_argument("--rounds", type=int, default=30, help="repetitions per figure")
+    bench.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "desktop":
+        from cubicle.session import run_desktop
+
+        sys.exit(run_desktop(args))
+    if args.command == "serve":
+        from cubicle.server.main import serve
+
+        serve(display=args.display, host=args.host, port=args.port, vnc_port=args.vnc_port)
+    elif args.command == "bench":
+        from cubicle.bench import run_bench
+
+        sys.exit(run_bench(args))

@@ -1,0 +1,43 @@
+"""Assembles the FastAPI application: routes, errors, auth, body limits."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from cubicle import __version__, x11
+
+from . import errors
+from .docs import install_docs
+from .routes import router
+from .security import BodyLimit, TokenAuth
+from .service import DesktopService
+
+
+def create_app(token: str, display: str, vnc_port: int = 5900, app_log: str | None = None) -> FastAPI:
+    service = DesktopService(x11.X11Desktop(display, app_log=app_log))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="cubicle desktop API",
+        version=__version__,
+        description="See and operate a Linux desktop: screenshots, mouse and keyboard actions, windows. "
+        "Every route but /health needs `Authorization: Bearer <token>`.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.vnc_port = vnc_port
+    app.include_router(router)
+    errors.install(app)
+    install_docs(app)
+    # Outermost first: oversized bodies are refused before auth reads anything else.
+    app.add_middleware(TokenAuth, token=token)
+    app.add_middleware(BodyLimit)
+    return app

@@ -1,0 +1,26 @@
+"""`cubicle serve`: run the API with uvicorn against an X display."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import uvicorn
+
+from .app import create_app
+from .security import new_token
+
+
+def serve(display: str | None, host: str, port: int, vnc_port: int) -> None:
+    display = display or os.environ.get("DISPLAY") or ":0"
+    token = os.environ.get("CUBICLE_TOKEN", "").strip()
+    if not token:
+        token = new_token()
+        # Printed once, to the console of whoever started the server; never logged per request.
+        print(f"cubicle: no CUBICLE_TOKEN set, generated one for this run: {token}", file=sys.stderr, flush=True)
+    state_dir = os.environ.get("CUBICLE_STATE_DIR")
+    app_log = os.path.join(state_dir, "apps.log") if state_dir else None
+    app = create_app(token=token, display=display, vnc_port=vnc_port, app_log=app_log)
+    print(f"cubicle: serving display {display} on http://{host}:{port}", file=sys.stderr, flush=True)
+    # Access logs off: URLs carry no secrets here, but there is no reason to keep them either.
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -1,0 +1,179 @@
+"""The HTTP routes. Thin: parse, check, hand to DesktopService, shape the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import socket
+import time
+from typing import Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from cubicle import actions as a
+from cubicle import x11
+
+from .errors import ApiError
+from .service import DesktopService
+
+router = APIRouter()
+
+
+def get_service(request: Request) -> DesktopService:
+    return request.app.state.service
+
+
+def _parse_region(text: str, screen: tuple[int, int]) -> tuple[int, int, int, int]:
+    try:
+        x0, y0, x1, y1 = (int(part) for part in text.split(","))
+    except ValueError:
+        raise ApiError(422, "invalid_region", f"region must be four integers x0,y0,x1,y1, not {text!r}.") from None
+    width, height = screen
+    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+        raise ApiError(
+            422, "invalid_region",
+            f"Region [{x0}, {y0}, {x1}, {y1}] must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}.",
+        )
+    return x0, y0, x1, y1
+
+
+@router.get("/health", response_model=a.Health, tags=["status"], summary="Is the X server, the window manager and VNC up? (no token needed)")
+async def health(request: Request) -> JSONResponse:
+    display_name = request.app.state.service.desktop.display_name
+    vnc_port = request.app.state.vnc_port
+    x_state, vnc = await asyncio.gather(asyncio.to_thread(x11.probe, display_name), _vnc_up(vnc_port))
+    ok = x_state["x"] and x_state["window_manager"] and vnc
+    body = a.Health(status="ok" if ok else "degraded", vnc=vnc, **x_state)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+async def _vnc_up(port: int) -> bool:
+    """x11vnc is up when it greets with the RFB protocol version."""
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
+    except (OSError, asyncio.TimeoutError):
+        return False
+    try:
+        greeting = await asyncio.wait_for(reader.read(12), 1.0)
+        return greeting.startswith(b"RFB ")
+    except (OSError, asyncio.TimeoutError):
+        return False
+    finally:
+        writer.close()
+
+
+@router.get("/screen", response_model=a.ScreenInfo, tags=["screen"])
+async def screen(service: DesktopService = Depends(get_service)) -> a.ScreenInfo:
+    width, height = await service.on_x_thread(service.desktop.screen_size)
+    return a.ScreenInfo(width=width, height=height, display=service.desktop.display_name)
+
+
+@router.get(
+    "/screenshot",
+    tags=["screen"],
+    summary="Capture the screen (or a zoomed region) as PNG, JPEG or WebP",
+    responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}, "description": "the image; sizes and scale in X-* headers"}},
+)
+async def screenshot(
+    format: Literal["png", "jpeg", "webp"] = "png",
+    quality: int = Query(80, ge=1, le=100),
+    max_width: int | None = Query(None, ge=16, le=16384),
+    max_height: int | None = Query(None, ge=16, le=16384),
+    scale: float | None = Query(None, gt=0, le=1),
+    region: str | None = Query(None, description="x0,y0,x1,y1 in screen pixels: capture this area at full resolution and enlarge it"),
+    cursor: bool = False,
+    settle: bool = Query(False, description="wait until the screen has been still for quiet_ms first"),
+    quiet_ms: int = Query(150, ge=10, le=5000),
+    timeout_ms: int = Query(3000, ge=0, le=60000),
+    json: bool = Query(False, description="answer with JSON (base64 image and sizes) instead of the image"),
+    service: DesktopService = Depends(get_service),
+):
+    options = a.ImageOptions(format=format, quality=quality, max_width=max_width, max_height=max_height, scale=scale, cursor=cursor)
+    box = None
+    if region is not None:
+        box = _parse_region(region, await service.on_x_thread(service.desktop.screen_size))
+    settle_options = a.SettleOptions(quiet_ms=quiet_ms, timeout_ms=timeout_ms) if settle else None
+    rendered = await service.screenshot(options, box, settle_options)
+    if json:
+        return JSONResponse(rendered.as_image_data().model_dump(), headers={"Cache-Control": "no-store"})
+    return Response(rendered.data, media_type=rendered.media_type, headers=rendered.headers())
+
+
+@router.post(
+    "/actions",
+    response_model=a.ActionResponse,
+    tags=["input"],
+    summary="Run one action or a batch, in order, stopping at the first failure",
+    responses={422: {"model": a.ActionResponse}, 503: {"model": a.ActionResponse}},
+)
+async def run_actions(request: a.ActionRequest, service: DesktopService = Depends(get_service)) -> JSONResponse:
+    status, response = await service.run_batch(request)
+    return JSONResponse(response.model_dump(exclude_none=True), status_code=status)
+
+
+@router.get("/cursor", response_model=a.Point, tags=["input"])
+async def cursor(service: DesktopService = Depends(get_service)) -> a.Point:
+    x, y = await service.on_x_thread(service.desktop.cursor_position)
+    return a.Point(x=x, y=y)
+
+
+def _window_id(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise ApiError(422, "invalid_window_id", f"Window id must be a number (decimal or 0x hex), not {text!r}.") from None
+
+
+@router.get("/windows", response_model=list[a.Window], tags=["windows"])
+async def windows(service: DesktopService = Depends(get_service)) -> list[a.Window]:
+    found = await service.on_x_thread(service.desktop.windows)
+    return [a.Window(**vars(window)) for window in found]
+
+
+@router.post("/windows/{window_id}/activate", response_model=a.WindowActionResponse, tags=["windows"])
+async def activate(window_id: str, service: DesktopService = Depends(get_service)) -> a.WindowActionResponse:
+    number = _window_id(window_id)
+    done = await service.on_x_thread(service.desktop.activate, number)
+    return a.WindowActionResponse(id=number, done=done)
+
+
+@router.post("/windows/{window_id}/close", response_model=a.WindowActionResponse, tags=["windows"])
+async def close(window_id: str, service: DesktopService = Depends(get_service)) -> a.WindowActionResponse:
+    number = _window_id(window_id)
+    done = await service.on_x_thread(service.desktop.close_window, number)
+    return a.WindowActionResponse(id=number, done=done)
+
+
+@router.post("/apps/launch", response_model=a.LaunchResponse, tags=["windows"])
+async def launch(body: a.LaunchRequest, service: DesktopService = Depends(get_service)) -> a.LaunchResponse:
+    try:
+        argv = shlex.split(body.command) if isinstance(body.command, str) else list(body.command)
+    except ValueError as error:
+        raise ApiError(422, "invalid_command", f"Cannot split the command: {error}.") from None
+    if not argv or not argv[0]:
+        raise ApiError(422, "invalid_command", "The command is empty; give a program name such as 'mousepad'.")
+    desktop = service.desktop
+    before = set(await service.on_x_thread(desktop.window_ids))
+    pid = await asyncio.to_thread(desktop.launcher.launch, argv)
+    window = None
+    deadline = time.monotonic() + body.timeout
+    while body.wait_for_window and time.monotonic() < deadline:
+        new = [w for w in await service.on_x_thread(desktop.windows) if w.id not in before]
+        if new:
+            # Prefer the window of the process we started; launchers (firefox, soffice) fork.
+            window = next((w for w in new if w.pid == pid), new[-1])
+            break
+        await asyncio.sleep(0.1)
+    return a.LaunchResponse(pid=pid, window=a.Window(**vars(window)) if window else None)
+
+
+@router.get("/clipboard", response_model=a.ClipboardText, tags=["clipboard"])
+async def get_clipboard(service: DesktopService = Depends(get_service)) -> a.ClipboardText:
+    return a.ClipboardText(text=await asyncio.to_thread(service.desktop.clipboard.get))
+
+
+@router.put("/clipboard", response_model=a.ClipboardText, tags=["clipboard"])
+async def put_clipboard(body: a.ClipboardText, service: DesktopService = Depends(get_service)) -> a.ClipboardText:
+    await asyncio.to_thread(service.desktop.clipboard.set, body.text)
+    return body

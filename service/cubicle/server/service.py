@@ -1,0 +1,144 @@
+"""The desktop as the routes see it: every X call runs on one dedicated thread.
+
+One thread means python-xlib is never used concurrently, and a batch submitted as a single
+job runs start to finish before any other request touches the display: batches never
+interleave. Encoding a standalone screenshot happens off that thread, so a slow PNG does not
+hold up the next click.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, Callable, TypeVar
+
+from cubicle import actions as a
+from cubicle import x11
+
+from .errors import ApiError, from_engine_error
+from .plan import Planner, PlanError, Step
+from .screenshots import Rendered, output_size, render
+
+T = TypeVar("T")
+
+NOT_EXECUTED = a.ErrorBody(code="not_executed", message="Not executed: an earlier action in this batch failed.")
+REFUSED = a.ErrorBody(
+    code="not_executed", message="Not executed: the batch was refused before anything ran, because of another action."
+)
+
+
+class DesktopService:
+    def __init__(self, desktop: x11.X11Desktop):
+        self.desktop = desktop
+        self._x_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="x11")
+
+    async def on_x_thread(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._x_thread, partial(function, *args))
+
+    def close(self) -> None:
+        self._x_thread.shutdown(wait=False, cancel_futures=True)
+        self.desktop.close()
+
+    # -- screenshots --------------------------------------------------------------------
+
+    async def screenshot(
+        self,
+        options: a.ImageOptions,
+        region: tuple[int, int, int, int] | None,
+        settle: a.SettleOptions | None,
+    ) -> Rendered:
+        """region = x0, y0, x1, y1 in screen pixels (a zoom), already checked."""
+
+        def capture():
+            report = None
+            if settle is not None:
+                self.desktop.mark_changes()
+                report = self.desktop.wait_until_settled(settle.quiet_ms / 1000, settle.timeout_ms / 1000)
+            box = None if region is None else (region[0], region[1], region[2] - region[0], region[3] - region[1])
+            return self.desktop.screen_size(), self.desktop.capture(box, cursor=options.cursor), report
+
+        screen, frame, report = await self.on_x_thread(capture)
+        size = output_size(screen, options)
+        return await asyncio.to_thread(render, frame, screen, options, size, region is not None, report)
+
+    # -- batches ------------------------------------------------------------------------
+
+    async def run_batch(self, request: a.ActionRequest) -> tuple[int, a.ActionResponse]:
+        screen = await self.on_x_thread(self.desktop.screen_size)
+        space = (request.coordinate_space.width, request.coordinate_space.height) if request.coordinate_space else None
+        options = request.screenshot if isinstance(request.screenshot, a.ImageOptions) else a.ImageOptions()
+        size = output_size(screen, options, space)
+        settle = request.settle
+
+        def capture_step(desktop: x11.X11Desktop, box: tuple[int, int, int, int] | None) -> a.ImageData:
+            frame = desktop.capture(box, cursor=options.cursor)
+            return render(frame, screen, options, size, zoom=box is not None).as_image_data()
+
+        try:
+            steps = Planner(screen, space).plan(request, capture_step)
+        except PlanError as failure:
+            results = [
+                _refused(i, action.action, failure.error if i == failure.index else None)
+                for i, action in enumerate(request.actions)
+            ]
+            return failure.error.status, a.ActionResponse(
+                results=results, error=a.ErrorBody(code=failure.error.code, message=f"actions[{failure.index}] ({request.actions[failure.index].action}): {failure.error.message}")
+            )
+
+        want_screenshot = request.screenshot is not False
+        return await self.on_x_thread(self._execute, steps, settle, want_screenshot, capture_step, screen, options, size)
+
+    def _execute(self, steps: list[Step], settle: a.SettleOptions, want_screenshot: bool, capture_step, screen, options, size):
+        desktop = self.desktop
+        results: list[a.ActionResult] = []
+        failure: ApiError | None = None
+        quiet_s, timeout_s = settle.quiet_ms / 1000, settle.timeout_ms / 1000
+        try:
+            desktop.mark_changes()
+        except x11.X11Error as error:
+            failure = from_engine_error(error)
+        screen_dirty = False
+        for step in steps:
+            if failure is not None:
+                results.append(a.ActionResult(index=step.index, action=step.name, status="not_executed", error=NOT_EXECUTED))
+                continue
+            started = time.perf_counter()
+            try:
+                if step.captures and screen_dirty:
+                    desktop.wait_until_settled(quiet_s, timeout_s)
+                    desktop.mark_changes()
+                    screen_dirty = False
+                output = step.run(desktop) or {}
+            except x11.X11Error as error:
+                failure = from_engine_error(error)
+                results.append(a.ActionResult(
+                    index=step.index, action=step.name, status="error",
+                    error=a.ErrorBody(code=failure.code, message=failure.message),
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                ))
+                continue
+            screen_dirty |= step.changes_screen
+            results.append(a.ActionResult(
+                index=step.index, action=step.name, status="ok",
+                duration_ms=round((time.perf_counter() - started) * 1000, 2), **output,
+            ))
+        if failure is not None:
+            return failure.status, a.ActionResponse(results=results, error=a.ErrorBody(code=failure.code, message=failure.message))
+        screenshot = None
+        if want_screenshot:
+            try:
+                report = desktop.wait_until_settled(quiet_s, timeout_s) if screen_dirty else None
+                frame = desktop.capture(None, cursor=options.cursor)
+                screenshot = render(frame, screen, options, size, settle=report).as_image_data()
+            except x11.X11Error as error:
+                failure = from_engine_error(error)
+                return failure.status, a.ActionResponse(results=results, error=a.ErrorBody(code=failure.code, message=failure.message))
+        return 200, a.ActionResponse(results=results, screenshot=screenshot)
+
+
+def _refused(index: int, name: str, error: ApiError | None) -> a.ActionResult:
+    if error is None:
+        return a.ActionResult(index=index, action=name, status="not_executed", error=REFUSED)
+    return a.ActionResult(index=index, action=name, status="error", error=a.ErrorBody(code=error.code, message=error.message))

@@ -1,0 +1,268 @@
+"""The engine's one entry point: a persistent X connection and everything done through it.
+
+Not thread-safe by design: the server calls it from a single worker thread, which is also
+what keeps one batch of actions from interleaving with another.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from Xlib import X, display as xdisplay
+from Xlib.error import ConnectionClosedError, DisplayError, XError
+
+from . import pointer
+from .apps import Clipboard, Launcher
+from .errors import DisplayUnavailable
+from .keyboard import Keyboard
+from .settle import DamageWatcher, SettleReport
+from .shm import EXTENSION as SHM_EXTENSION, ShmGrabber
+from .windows import WindowInfo, Windows
+
+_CONNECTION_ERRORS = (ConnectionClosedError, DisplayError, OSError, EOFError)
+
+
+@dataclass(frozen=True)
+class CursorSprite:
+    x: int  # top-left on the screen (hot spot already subtracted)
+    y: int
+    width: int
+    height: int
+    argb: tuple[int, ...]  # premultiplied ARGB, one 32-bit value per pixel
+    serial: int
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Captured pixels: 4 bytes per pixel in B, G, R, unused order, rows top to bottom."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+    pixels: bytes
+    cursor: CursorSprite | None = None
+
+
+class _Connection:
+    """What belongs to one X connection; thrown away whole when the server goes away."""
+
+    def __init__(self, name: str):
+        self.display = xdisplay.Display(name)
+        self.screen = self.display.screen()
+        self.root = self.screen.root
+        self.width = self.screen.width_in_pixels
+        self.height = self.screen.height_in_pixels
+        self.display.xfixes_query_version()
+        self.display.damage_query_version()
+        self.grabber: ShmGrabber | None = None
+        if self.display.has_extension(SHM_EXTENSION):
+            try:
+                self.grabber = ShmGrabber(self.display, self.root, self.width, self.height)
+            except OSError:
+                self.grabber = None  # e.g. a remote display: fall back to GetImage
+        self.keyboard = Keyboard(self.display)
+        self.damage = DamageWatcher(self.display, self.root)
+        self.windows = Windows(self.display, self.root)
+        self.cursor: CursorSprite | None = None
+
+    def close(self) -> None:
+        if self.grabber is not None:
+            self.grabber.close()
+        try:
+            self.display.close()
+        except Exception:
+            pass  # already broken: nothing left to release on the server side
+
+
+class X11Desktop:
+    def __init__(self, display_name: str | None = None, app_log: str | None = None):
+        self.display_name = display_name or os.environ.get("DISPLAY", ":0")
+        self._connection: _Connection | None = None
+        self.launcher = Launcher(self.display_name, app_log)
+        self.clipboard = Clipboard(self.display_name)
+
+    # -- connection ---------------------------------------------------------------------
+
+    def _connect(self) -> _Connection:
+        if self._connection is None:
+            try:
+                self._connection = _Connection(self.display_name)
+            except _CONNECTION_ERRORS as error:
+                raise DisplayUnavailable(
+                    f"The X display {self.display_name} is not reachable ({error}); it may be "
+                    "starting or restarting. Retry in a few seconds."
+                ) from None
+        return self._connection
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _run(self, operation):
+        """Run operation(connection). A connection that broke (X restarted) is replaced and
+        the operation tried once more on the new server before giving up with a 503."""
+        for attempt in (1, 2):
+            connection = self._connect()
+            try:
+                return operation(connection)
+            except _CONNECTION_ERRORS as error:
+                self._drop()
+                if attempt == 2:
+                    raise DisplayUnavailable(
+                        f"Lost the connection to the X display {self.display_name} ({error}). "
+                        "Retry in a few seconds."
+                    ) from None
+
+    def close(self) -> None:
+        self._drop()
+
+    # -- screen -------------------------------------------------------------------------
+
+    def screen_size(self) -> tuple[int, int]:
+        return self._run(lambda c: (c.width, c.height))
+
+    def capture(self, region: tuple[int, int, int, int] | None = None, cursor: bool = False) -> Frame:
+        """region = (x, y, width, height) in screen pixels, already validated."""
+
+        def grab(c: _Connection) -> Frame:
+            x, y, width, height = region or (0, 0, c.width, c.height)
+            if c.grabber is not None:
+                pixels = c.grabber.grab(x, y, width, height)
+            else:
+                pixels = c.root.get_image(x, y, width, height, X.ZPixmap, 0xFFFFFFFF).data
+            return Frame(x, y, width, height, pixels, self._cursor_sprite(c) if cursor else None)
+
+        return self._run(grab)
+
+    @staticmethod
+    def _cursor_sprite(c: _Connection) -> CursorSprite:
+        image = c.display.xfixes_get_cursor_image(c.root)
+        x, y = image.x - image.xhot, image.y - image.yhot
+        if c.cursor is None or c.cursor.serial != image.cursor_serial:
+            c.cursor = CursorSprite(x, y, image.width, image.height, tuple(image.cursor_image), image.cursor_serial)
+        elif (c.cursor.x, c.cursor.y) != (x, y):
+            c.cursor = CursorSprite(x, y, c.cursor.width, c.cursor.height, c.cursor.argb, c.cursor.serial)
+        return c.cursor
+
+    # -- pointer ------------------------------------------------------------------------
+
+    def cursor_position(self) -> tuple[int, int]:
+        return self._run(lambda c: pointer.position(c.display, c.root))
+
+    def move(self, x: int, y: int) -> None:
+        def run(c: _Connection) -> None:
+            pointer.move(c.display, x, y)
+            c.display.sync()
+
+        self._run(run)
+
+    def _with_modifiers(self, c: _Connection, modifiers: list[int], action) -> None:
+        held = c.keyboard.press_keysyms(modifiers) if modifiers else []
+        try:
+            action()
+        finally:
+            if held:
+                c.keyboard.release_keycodes(held)
+                c.display.sync()
+
+    def click(self, at: tuple[int, int] | None, button: str, count: int = 1, modifiers: list[int] = ()) -> None:
+        def run(c: _Connection) -> None:
+            if at is not None:
+                pointer.move(c.display, *at)
+            self._with_modifiers(c, list(modifiers), lambda: pointer.click(c.display, pointer.BUTTONS[button], count))
+
+        self._run(run)
+
+    def button(self, down: bool, at: tuple[int, int] | None = None, button: str = "left") -> None:
+        def run(c: _Connection) -> None:
+            if at is not None:
+                pointer.move(c.display, *at)
+            pointer.button(c.display, pointer.BUTTONS[button], down)
+            c.display.sync()
+
+        self._run(run)
+
+    def drag(self, path: list[tuple[int, int]], button: str = "left", modifiers: list[int] = ()) -> None:
+        self._run(lambda c: self._with_modifiers(
+            c, list(modifiers), lambda: pointer.drag(c.display, path, pointer.BUTTONS[button])
+        ))
+
+    def scroll(self, direction: str, amount: int, at: tuple[int, int] | None = None, modifiers: list[int] = ()) -> None:
+        def run(c: _Connection) -> None:
+            if at is not None:
+                pointer.move(c.display, *at)
+            self._with_modifiers(c, list(modifiers), lambda: pointer.scroll(c.display, direction, amount))
+
+        self._run(run)
+
+    # -- keyboard -----------------------------------------------------------------------
+
+    def key(self, sequence: list[list[int]], repeat: int = 1) -> None:
+        def run(c: _Connection) -> None:
+            for _ in range(repeat):
+                for combo in sequence:
+                    c.keyboard.tap_combo(combo)
+            c.display.sync()
+
+        self._run(run)
+
+    def hold(self, keysyms: list[int], duration_s: float) -> None:
+        def run(c: _Connection) -> None:
+            held = c.keyboard.press_keysyms(keysyms)
+            c.display.sync()
+            try:
+                time.sleep(duration_s)
+            finally:
+                c.keyboard.release_keycodes(held)
+                c.display.sync()
+
+        self._run(run)
+
+    def type_keysyms(self, keysyms: list[int]) -> None:
+        self._run(lambda c: c.keyboard.type_keysyms(keysyms))
+
+    # -- settling -----------------------------------------------------------------------
+
+    def mark_changes(self) -> None:
+        """Start counting screen changes from now (call before an action)."""
+        self._run(lambda c: c.damage.mark())
+
+    def wait_until_settled(self, quiet_s: float, timeout_s: float) -> SettleReport:
+        return self._run(lambda c: c.damage.wait_until_quiet(quiet_s, timeout_s))
+
+    # -- windows ------------------------------------------------------------------------
+
+    def windows(self) -> list[WindowInfo]:
+        return self._run(lambda c: c.windows.list())
+
+    def window(self, window_id: int) -> WindowInfo:
+        return self._run(lambda c: c.windows.describe(window_id, c.windows.active_id()))
+
+    def window_ids(self) -> list[int]:
+        return self._run(lambda c: c.windows.client_ids())
+
+    def activate(self, window_id: int) -> bool:
+        return self._run(lambda c: c.windows.activate(window_id))
+
+    def close_window(self, window_id: int) -> bool:
+        return self._run(lambda c: c.windows.close(window_id))
+
+
+def probe(display_name: str) -> dict[str, bool]:
+    """Is the X server up, and is a window manager running on it? Uses a short-lived
+    connection of its own so a health check never waits behind a long action."""
+    try:
+        connection = xdisplay.Display(display_name)
+    except _CONNECTION_ERRORS:
+        return {"x": False, "window_manager": False}
+    try:
+        root = connection.screen().root
+        return {"x": True, "window_manager": Windows(connection, root).wm_running()}
+    except (XError, *_CONNECTION_ERRORS):
+        return {"x": False, "window_manager": False}
+    finally:
+        connection.close()

@@ -1,0 +1,69 @@
+"""Mouse input through XTEST: absolute moves, buttons, wheel clicks, drags along a path."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from Xlib import X
+from Xlib.ext import xtest
+
+BUTTONS = {"left": 1, "middle": 2, "right": 3}
+WHEEL_BUTTONS = {"up": 4, "down": 5, "left": 6, "right": 7}
+
+# A drag sends a motion event at least every this many pixels, paced so toolkits see a
+# gesture (GTK and Tk ignore a press and release with no motion between as a drag).
+DRAG_STEP_PX = 12
+DRAG_STEP_DELAY_S = 0.004
+
+
+def move(display, x: int, y: int) -> None:
+    xtest.fake_input(display, X.MotionNotify, x=x, y=y)
+
+
+def button(display, number: int, down: bool) -> None:
+    xtest.fake_input(display, X.ButtonPress if down else X.ButtonRelease, number)
+
+
+def click(display, number: int, count: int) -> None:
+    for _ in range(count):
+        button(display, number, True)
+        button(display, number, False)
+    display.sync()
+
+
+def scroll(display, direction: str, amount: int) -> None:
+    wheel = WHEEL_BUTTONS[direction]
+    for _ in range(amount):
+        button(display, wheel, True)
+        button(display, wheel, False)
+    display.sync()
+
+
+def interpolate(path: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Every corner of the path plus points in between, no two further apart than DRAG_STEP_PX."""
+    points = [path[0]]
+    for (x0, y0), (x1, y1) in zip(path, path[1:]):
+        steps = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / DRAG_STEP_PX))
+        for step in range(1, steps + 1):
+            points.append((round(x0 + (x1 - x0) * step / steps), round(y0 + (y1 - y0) * step / steps)))
+    return points
+
+
+def drag(display, path: list[tuple[int, int]], number: int = 1) -> None:
+    move(display, *path[0])
+    display.sync()
+    button(display, number, True)
+    display.sync()
+    for x, y in interpolate(path)[1:]:
+        move(display, x, y)
+        display.flush()
+        time.sleep(DRAG_STEP_DELAY_S)
+    display.sync()
+    button(display, number, False)
+    display.sync()
+
+
+def position(display, root) -> tuple[int, int]:
+    reply = root.query_pointer()
+    return reply.root_x, reply.root_y
