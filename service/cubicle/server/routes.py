@@ -159,10 +159,13 @@ async def launch(body: a.LaunchRequest, service: DesktopService = Depends(get_se
     window = None
     deadline = time.monotonic() + body.timeout
     while body.wait_for_window and time.monotonic() < deadline:
-        new = [w for w in await service.on_x_thread(desktop.windows) if w.id not in before]
-        if new:
-            # Prefer the window of the process we started; launchers (firefox, soffice) fork.
-            window = next((w for w in new if w.pid == pid), new[-1])
+        current = await service.on_x_thread(desktop.windows)
+        # Our pid first. X reuses window ids of clients that just left, so a new window may
+        # carry an id from `before`; launchers that fork (firefox, soffice) show other pids.
+        window = next((w for w in current if w.pid == pid), None) or next(
+            (w for w in reversed(current) if w.id not in before), None
+        )
+        if window:
             break
         await asyncio.sleep(0.1)
     return a.LaunchResponse(pid=pid, window=a.Window(**vars(window)) if window else None)

@@ -173,7 +173,7 @@ class X11Desktop:
         def run(c: _Connection) -> None:
             if at is not None:
                 pointer.move(c.display, *at)
-            self._with_modifiers(c, list(modifiers), lambda: pointer.click(c.display, pointer.BUTTONS[button], count))
+            self._with_modifiers(c, list(modifiers), lambda: pointer.click(c.display, c.root, pointer.BUTTONS[button], count))
 
         self._run(run)
 
@@ -183,19 +183,21 @@ class X11Desktop:
                 pointer.move(c.display, *at)
             pointer.button(c.display, pointer.BUTTONS[button], down)
             c.display.sync()
+            if not down:
+                pointer.wait_until_released(c.display, c.root)
 
         self._run(run)
 
     def drag(self, path: list[tuple[int, int]], button: str = "left", modifiers: list[int] = ()) -> None:
         self._run(lambda c: self._with_modifiers(
-            c, list(modifiers), lambda: pointer.drag(c.display, path, pointer.BUTTONS[button])
+            c, list(modifiers), lambda: pointer.drag(c.display, c.root, path, pointer.BUTTONS[button])
         ))
 
     def scroll(self, direction: str, amount: int, at: tuple[int, int] | None = None, modifiers: list[int] = ()) -> None:
         def run(c: _Connection) -> None:
             if at is not None:
                 pointer.move(c.display, *at)
-            self._with_modifiers(c, list(modifiers), lambda: pointer.scroll(c.display, direction, amount))
+            self._with_modifiers(c, list(modifiers), lambda: pointer.scroll(c.display, c.root, direction, amount))
 
         self._run(run)
 

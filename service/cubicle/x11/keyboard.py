@@ -25,6 +25,10 @@ REBIND_AFTER_S = 0.15
 FLUSH_EVERY = 32
 
 
+def _is_keypad(keysym: int) -> bool:
+    return 0xFF80 <= keysym <= 0xFFBD  # XK_KP_Space .. XK_KP_9
+
+
 class Keyboard:
     def __init__(self, display):
         self._display = display
@@ -39,7 +43,10 @@ class Keyboard:
             if not any(syms):
                 spare.append(keycode)
                 continue
-            for level in (0, 1):
+            # Keypad keys reach their second level with NumLock, not Shift: KP_0 on the
+            # KP_Insert key is left out here and gets a spare keycode of its own instead.
+            levels = (0,) if _is_keypad(syms[0]) else (0, 1)
+            for level in levels:
                 if level < len(syms) and syms[level]:
                     self._keycodes.setdefault(syms[level], (keycode, level == 1))
         # Spare keycodes in least-recently-used order: keycode -> (bound keysym, last press time).

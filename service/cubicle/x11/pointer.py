@@ -11,6 +11,10 @@ from Xlib.ext import xtest
 BUTTONS = {"left": 1, "middle": 2, "right": 3}
 WHEEL_BUTTONS = {"up": 4, "down": 5, "left": 6, "right": 7}
 
+_ANY_BUTTON_MASK = X.Button1Mask | X.Button2Mask | X.Button3Mask | X.Button4Mask | X.Button5Mask
+# How long to wait for the window manager to let go of a click (see wait_until_released).
+RELEASE_CAP_S = 0.5
+
 # A drag sends a motion event at least every this many pixels, paced so toolkits see a
 # gesture (GTK and Tk ignore a press and release with no motion between as a drag).
 DRAG_STEP_PX = 12
@@ -25,19 +29,35 @@ def button(display, number: int, down: bool) -> None:
     xtest.fake_input(display, X.ButtonPress if down else X.ButtonRelease, number)
 
 
-def click(display, number: int, count: int) -> None:
+def wait_until_released(display, root) -> None:
+    """Return once the X server has processed our button releases.
+
+    A click-to-focus window manager grabs the pointer synchronously on a press: the pointer
+    freezes (the keyboard does not) until the WM replays the click to the app. Keys sent in
+    that gap would reach the app before the click that was meant to focus the text field.
+    While the release still waits in the frozen queue the server reports the button as down,
+    so polling the button mask tells, without side effects, when the click has gone through.
+    """
+    deadline = time.monotonic() + RELEASE_CAP_S
+    while root.query_pointer().mask & _ANY_BUTTON_MASK and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def click(display, root, number: int, count: int) -> None:
     for _ in range(count):
         button(display, number, True)
         button(display, number, False)
     display.sync()
+    wait_until_released(display, root)
 
 
-def scroll(display, direction: str, amount: int) -> None:
+def scroll(display, root, direction: str, amount: int) -> None:
     wheel = WHEEL_BUTTONS[direction]
     for _ in range(amount):
         button(display, wheel, True)
         button(display, wheel, False)
     display.sync()
+    wait_until_released(display, root)
 
 
 def interpolate(path: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -50,7 +70,7 @@ def interpolate(path: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return points
 
 
-def drag(display, path: list[tuple[int, int]], number: int = 1) -> None:
+def drag(display, root, path: list[tuple[int, int]], number: int = 1) -> None:
     move(display, *path[0])
     display.sync()
     button(display, number, True)
@@ -62,6 +82,7 @@ def drag(display, path: list[tuple[int, int]], number: int = 1) -> None:
     display.sync()
     button(display, number, False)
     display.sync()
+    wait_until_released(display, root)
 
 
 def position(display, root) -> tuple[int, int]:

@@ -1,0 +1,177 @@
+"""Fixtures: a real desktop (the same supervisord graph `cubicle desktop` runs for users),
+a client for it, and the input-recording test app.
+
+One desktop serves the whole test session: starting Xvfb, openbox, tint2, x11vnc and the
+server takes a few seconds, and tests leave the screen as they found it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cubicle.client import DesktopClient
+
+from apps.recorder_log import read_records, wait_for_record
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "test-token-" + os.urandom(8).hex()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_display() -> int:
+    for number in range(40, 200):
+        if not os.path.exists(f"/tmp/.X11-unix/X{number}") and not os.path.exists(f"/tmp/.X{number}-lock"):
+            return number
+    raise RuntimeError("no free X display number between 40 and 200")
+
+
+@dataclass
+class RunningDesktop:
+    url: str
+    token: str
+    display: str
+    state_dir: Path
+    process: subprocess.Popen
+    vnc_port: int
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, DISPLAY=self.display, LANG="C.UTF-8")
+
+    def supervisorctl(self, *args: str) -> str:
+        conf = self.state_dir / "supervisord.sock"
+        result = subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-s", f"unix://{conf}", *args],
+            capture_output=True, text=True, timeout=30,
+        )
+        return result.stdout + result.stderr
+
+
+def wait_healthy(url: str, timeout: float = 90.0) -> dict:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url + "/health", timeout=2)
+            last = response.json()
+            if response.status_code == 200:
+                return last
+        except (httpx.HTTPError, ValueError) as error:
+            last = repr(error)
+        time.sleep(0.2)
+    raise AssertionError(f"desktop at {url} not healthy after {timeout}s: {last}")
+
+
+@contextlib.contextmanager
+def running_desktop(state_dir: Path):
+    """`cubicle desktop` on a free display and ports, stopped (with everything it started)
+    on exit."""
+    number, port, vnc_port = free_display(), free_port(), free_port()
+    env = dict(os.environ, CUBICLE_TOKEN=TOKEN)
+    env.pop("DISPLAY", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cubicle", "desktop", "--display", str(number), "--port", str(port),
+         "--vnc-port", str(vnc_port), "--size", "1280x800", "--state-dir", str(state_dir)],
+        env=env, stdout=open(state_dir / "desktop.out", "wb"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    running = RunningDesktop(f"http://127.0.0.1:{port}", TOKEN, f":{number}", state_dir, process, vnc_port)
+    try:
+        wait_healthy(running.url)
+        yield running
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def desktop(tmp_path_factory) -> RunningDesktop:
+    with running_desktop(tmp_path_factory.mktemp("desktop-state")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def client(desktop) -> DesktopClient:
+    with DesktopClient(desktop.url, desktop.token, timeout=60) as api:
+        yield api
+
+
+@dataclass
+class Recorder:
+    log: Path
+    process: subprocess.Popen
+    ready: dict
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        return self.ready["root_x"], self.ready["root_y"]
+
+    def at(self, x: int, y: int) -> tuple[int, int]:
+        """Screen coordinates of a point given relative to the recorder's canvas."""
+        return self.ready["root_x"] + x, self.ready["root_y"] + y
+
+    def records(self, kind: str | None = None) -> list[dict]:
+        found = read_records(self.log)
+        return [r for r in found if kind is None or r["type"] == kind]
+
+    def wait_for(self, predicate, timeout: float = 10.0) -> dict:
+        return wait_for_record(self.log, predicate, timeout)
+
+    def clear(self) -> None:
+        """Forget what was recorded so far (the app appends; we truncate)."""
+        with open(self.log, "r+") as handle:
+            handle.truncate(0)
+
+
+def start_recorder(desktop: RunningDesktop, tmp_path: Path, *args: str) -> Recorder:
+    log = tmp_path / "recorder.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "apps" / "recorder.py"), "--log", str(log), *args],
+        env=desktop.env(), stdout=subprocess.DEVNULL, stderr=open(tmp_path / "recorder.err", "wb"),
+    )
+    ready = wait_for_record(log, lambda r: r["type"] == "ready", 20)
+    return Recorder(log, process, ready)
+
+
+@pytest.fixture
+def recorder(desktop, client, tmp_path):
+    app = start_recorder(desktop, tmp_path, "--geometry", "800x500+200+120", "--title", "cubicle-recorder")
+    # The window manager must have given it focus before keys are sent.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        window = next((w for w in client.windows() if w.title == "cubicle-recorder"), None)
+        if window and window.focused:
+            break
+        if window:
+            client.activate(window.id)
+        time.sleep(0.1)
+    app.clear()
+    yield app
+    app.process.terminate()
+    app.process.wait(timeout=10)
+
+
+def pixel(image_bytes: bytes, x: int, y: int) -> tuple[int, int, int]:
+    from io import BytesIO
+
+    from PIL import Image
+
+    return Image.open(BytesIO(image_bytes)).convert("RGB").getpixel((x, y))

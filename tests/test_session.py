@@ -1,0 +1,110 @@
+"""`cubicle desktop` as a whole: what it runs, how it survives crashes, how it stops.
+
+Uses a desktop of its own, since it kills parts of it."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import time
+
+import httpx
+import pytest
+from PIL import Image
+
+from conftest import running_desktop
+
+
+@pytest.fixture(scope="module")
+def own_desktop(tmp_path_factory):
+    with running_desktop(tmp_path_factory.mktemp("own-desktop")) as running:
+        yield running
+
+
+def program_pid(desktop, name: str) -> int:
+    out = desktop.supervisorctl("pid", name).strip()
+    assert out.isdigit() and int(out) > 0, out
+    return int(out)
+
+
+def get(desktop, path, **kwargs):
+    return httpx.get(desktop.url + path, headers={"Authorization": f"Bearer {desktop.token}"}, timeout=10, **kwargs)
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def test_every_program_runs_under_supervisord(own_desktop):
+    def all_running():
+        lines = own_desktop.supervisorctl("status").splitlines()
+        return all(any(line.startswith(name) and "RUNNING" in line for line in lines)
+                   for name in ("xvfb", "openbox", "tint2", "x11vnc", "server"))
+
+    wait_until(all_running, 15, "every program RUNNING")
+
+
+def test_vnc_listens_on_localhost_only(own_desktop):
+    sockets = subprocess.run(["ss", "-ltnp"], capture_output=True, text=True).stdout
+    lines = [line for line in sockets.splitlines() if f":{own_desktop.vnc_port} " in line]
+    assert lines, sockets
+    assert all("127.0.0.1:" in line or "[::1]:" in line for line in lines), lines
+
+
+def test_a_dead_window_manager_is_restarted(own_desktop):
+    before = program_pid(own_desktop, "openbox")
+    os.kill(before, signal.SIGKILL)
+    wait_until(lambda: own_desktop.supervisorctl("pid", "openbox").strip() not in ("", "0", str(before)), 15, "openbox restarted")
+    wait_until(lambda: httpx.get(own_desktop.url + "/health").json()["window_manager"], 15, "health sees the WM again")
+
+
+def test_requests_get_a_clear_503_while_x_is_down(own_desktop):
+    own_desktop.supervisorctl("stop", "xvfb")
+    try:
+        started = time.monotonic()
+        down = get(own_desktop, "/screenshot")
+        assert time.monotonic() - started < 1.0
+        assert down.status_code == 503
+        assert down.json()["error"]["code"] == "display_unavailable"
+        assert "Retry in a few seconds" in down.json()["error"]["message"]
+        health = httpx.get(own_desktop.url + "/health")
+        assert health.status_code == 503 and health.json()["x"] is False
+    finally:
+        own_desktop.supervisorctl("start", "xvfb")
+    wait_until(lambda: get(own_desktop, "/screen").status_code == 200, 20, "X back")
+
+
+def test_the_server_survives_an_x_crash_and_reconnects_by_itself(own_desktop):
+    server = program_pid(own_desktop, "server")
+    assert get(own_desktop, "/screen").status_code == 200
+    os.kill(program_pid(own_desktop, "xvfb"), signal.SIGKILL)
+    # supervisord restarts Xvfb; the same server process serves screenshots again.
+    wait_until(lambda: get(own_desktop, "/screenshot").status_code == 200, 20, "screenshots after the X restart")
+    assert program_pid(own_desktop, "server") == server
+    wait_until(lambda: httpx.get(own_desktop.url + "/health").status_code == 200, 20, "healthy again")
+    wait_until(lambda: len(Image.open(io.BytesIO(get(own_desktop, "/screenshot").content)).convert("RGB")
+                           .crop((0, 768, 1280, 800)).getcolors(100_000)) > 50, 20, "the panel is back")
+    # Input works on the new X server too.
+    response = httpx.post(own_desktop.url + "/actions", json={"action": "mouse_move", "coordinate": [100, 100]},
+                          headers={"Authorization": f"Bearer {own_desktop.token}"})
+    assert response.status_code == 200
+    assert get(own_desktop, "/cursor").json() == {"x": 100, "y": 100}
+
+
+def test_stopping_the_desktop_stops_everything(tmp_path):
+    with running_desktop(tmp_path) as desktop:
+        pids = [program_pid(desktop, name) for name in ("xvfb", "openbox", "tint2", "x11vnc", "server")]
+        launched = httpx.post(desktop.url + "/apps/launch", json={"command": "xterm"},
+                              headers={"Authorization": f"Bearer {desktop.token}"}, timeout=40).json()
+        pids.append(launched["pid"])
+    time.sleep(1)
+    alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]]
+    assert alive == []
