@@ -1,6 +1,9 @@
 """Size and coordinate arithmetic: the guarantee that clicks in a scaled screenshot land exactly."""
 
+import io
+
 import pytest
+from PIL import Image
 
 from cubicle import imaging
 
@@ -36,6 +39,8 @@ def test_fitted_size_enlarges_a_region_to_the_box():
 def test_encoders_produce_their_formats():
     image = imaging.frame_image(bytes([10, 20, 30, 0]) * (64 * 32), 64, 32)
     assert image.getpixel((5, 5)) == (30, 20, 10)  # BGRX in, RGB out
-    assert imaging.encode(image, "png").startswith(b"\x89PNG")
+    png = imaging.encode(image, "png")
+    assert png.startswith(b"\x89PNG")
+    assert Image.open(io.BytesIO(png)).convert("RGB").tobytes() == image.tobytes()  # lossless
     assert imaging.encode(image, "jpeg").startswith(b"\xff\xd8")
     assert imaging.encode(image, "webp")[8:12] == b"WEBP"

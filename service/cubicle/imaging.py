@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import io
 import math
+import struct
+import zlib
 
+from isal import isal_zlib
 from PIL import Image
 
-# PNG level 1: about 30% faster than the default level 6 for ~20% more bytes on a desktop.
-PNG_COMPRESS_LEVEL = 1
+# PNG is written here rather than by Pillow: rows unfiltered, deflated by ISA-L at level 1.
+# On desktop screenshots that is ~10x faster than Pillow's filtered zlib at level 1 and the
+# file is no bigger (flat UI colours compress well without PNG's row filters).
+PNG_DEFLATE_LEVEL = 1
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Antialiased and sharp enough for small text; LANCZOS costs a third more time for no
 # difference a model notices.
 RESAMPLE = Image.Resampling.BICUBIC
@@ -81,11 +87,29 @@ def resize(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image if image.size == size else image.resize(size, RESAMPLE)
 
 
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def encode_png(image: Image.Image) -> bytes:
+    """An 8-bit RGB PNG with filter type 0 (none) on every row."""
+    raw = image.convert("RGB").tobytes()
+    stride = image.width * 3
+    rows = b"".join(b"\x00" + raw[start:start + stride] for start in range(0, len(raw), stride))
+    header = struct.pack(">IIBBBBB", image.width, image.height, 8, 2, 0, 0, 0)
+    return (
+        _PNG_SIGNATURE
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", isal_zlib.compress(rows, PNG_DEFLATE_LEVEL))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
 def encode(image: Image.Image, fmt: str, quality: int = 80) -> bytes:
-    buffer = io.BytesIO()
     if fmt == "png":
-        image.save(buffer, "PNG", compress_level=PNG_COMPRESS_LEVEL)
-    elif fmt == "jpeg":
+        return encode_png(image)
+    buffer = io.BytesIO()
+    if fmt == "jpeg":
         image.save(buffer, "JPEG", quality=quality)
     elif fmt == "webp":
         image.save(buffer, "WEBP", quality=quality, method=0)

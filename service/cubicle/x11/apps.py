@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 
 from .errors import LaunchFailed, X11Error
 
@@ -15,10 +16,8 @@ class Launcher:
     def __init__(self, display_name: str, log_path: str | None = None):
         self._display_name = display_name
         self._log_path = log_path
-        self._children: list[subprocess.Popen] = []
 
     def launch(self, argv: list[str], cwd: str | None = None) -> int:
-        self._children = [child for child in self._children if child.poll() is None]
         if shutil.which(argv[0]) is None:
             raise LaunchFailed(f"Program {argv[0]!r} was not found on the desktop's PATH.")
         env = dict(os.environ, DISPLAY=self._display_name)
@@ -38,7 +37,9 @@ class Launcher:
         finally:
             if output is not subprocess.DEVNULL:
                 output.close()
-        self._children.append(child)
+        # A waiting thread per app reaps it the moment it exits; it costs a few KB while the
+        # app runs and nothing else depends on it.
+        threading.Thread(target=child.wait, name=f"reap-{child.pid}", daemon=True).start()
         return child.pid
 
 

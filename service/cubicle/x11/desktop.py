@@ -18,7 +18,7 @@ from .apps import Clipboard, Launcher
 from .errors import DisplayUnavailable
 from .keyboard import Keyboard
 from .settle import DamageWatcher, SettleReport
-from .shm import EXTENSION as SHM_EXTENSION, ShmGrabber
+from .shm import ShmGrabber
 from .windows import WindowInfo, Windows
 
 _CONNECTION_ERRORS = (ConnectionClosedError, DisplayError, OSError, EOFError)
@@ -57,12 +57,10 @@ class _Connection:
         self.height = self.screen.height_in_pixels
         self.display.xfixes_query_version()
         self.display.damage_query_version()
-        self.grabber: ShmGrabber | None = None
-        if self.display.has_extension(SHM_EXTENSION):
-            try:
-                self.grabber = ShmGrabber(self.display, self.root, self.width, self.height)
-            except OSError:
-                self.grabber = None  # e.g. a remote display: fall back to GetImage
+        try:
+            self.grabber: ShmGrabber | None = ShmGrabber(self.display, self.root, self.width, self.height)
+        except OSError:
+            self.grabber = None  # no MIT-SHM, or a remote display: fall back to GetImage
         self.keyboard = Keyboard(self.display)
         self.damage = DamageWatcher(self.display, self.root)
         self.windows = Windows(self.display, self.root)

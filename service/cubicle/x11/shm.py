@@ -82,7 +82,11 @@ class ShmGrabber:
     def __init__(self, display, root, max_width: int, max_height: int):
         self._display = display
         self._root = root
-        self._opcode = display.display.get_extension_major(EXTENSION)
+        # python-xlib only registers extensions it has modules for; ask the server directly.
+        info = display.query_extension(EXTENSION)
+        if info is None or not info.present:
+            raise OSError("the X server has no MIT-SHM extension")
+        self._opcode = info.major_opcode
         self._size = max_width * max_height * 4
         self._shmid = _libc.shmget(_IPC_PRIVATE, self._size, _IPC_CREAT | 0o600)
         if self._shmid < 0:
