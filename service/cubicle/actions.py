@@ -240,3 +240,66 @@ class Health(BaseModel):
     x: bool
     window_manager: bool
     vnc: bool
+
+
+# -- shell and files ----------------------------------------------------------------------
+# Bodies and answers of /shell/* and /files: the desktop-side half of a model's bash and
+# text-editor tools. They run as the desktop user, with the desktop's DISPLAY.
+
+MAX_SHELL_COMMAND_CHARS = 100_000
+MAX_SHELL_TIMEOUT_S = 600.0
+# The whole request body is capped at 2 MiB (server.security.MAX_BODY_BYTES); this leaves
+# room for JSON escapes and the other fields. Non-ASCII text takes more than a byte per
+# character, so its real ceiling is lower: the body limit answers 413 first.
+MAX_WRITE_CHARS = 2_000_000
+
+
+class ShellCommand(_Strict):
+    command: str = Field(
+        max_length=MAX_SHELL_COMMAND_CHARS,
+        description="bash commands, run in the persistent shell (cd, variables and functions persist); stdin is /dev/null",
+    )
+    timeout: float = Field(
+        30.0, gt=0, le=MAX_SHELL_TIMEOUT_S,
+        description="seconds; on timeout the command and the shell are killed and the next command gets a fresh shell",
+    )
+
+
+class ShellResult(BaseModel):
+    output: str = Field(description="stdout and stderr merged, as printed; notes from the server in [brackets] at the end")
+    exit_code: int | None = Field(description="the command's exit status; null if it did not finish")
+    timed_out: bool
+    truncated: bool = Field(description="the middle of a long output was cut (its size is said where it was cut)")
+
+
+class ShellRestarted(BaseModel):
+    restarted: bool = True
+
+
+class DirectoryEntry(BaseModel):
+    name: str
+    type: Literal["file", "directory", "other"] = Field(description="symlinks are followed; 'other': device, pipe, socket, broken link")
+    size: int | None = Field(None, description="bytes, for files")
+
+
+class FileInfo(BaseModel):
+    """A file with its text, or a directory with its entries."""
+
+    path: str = Field(description="the normalised absolute path")
+    type: Literal["file", "directory"]
+    size: int | None = Field(None, description="file: bytes")
+    content: str | None = Field(None, description="file: its text (UTF-8)")
+    entries: list[DirectoryEntry] | None = Field(None, description="directory: sorted by name, hidden entries last")
+    total: int | None = Field(None, description="directory: number of entries, including those not listed")
+    truncated: bool | None = Field(None, description="directory: more entries than the 1000 listed")
+
+
+class WriteFile(_Strict):
+    path: str = Field(max_length=4096, description="absolute path")
+    content: str = Field(max_length=MAX_WRITE_CHARS, description="the whole new text; the request body must stay under 2 MiB")
+    create_dirs: bool = Field(False, description="create missing parent folders")
+
+
+class FileWritten(BaseModel):
+    path: str
+    size: int = Field(description="bytes written")

@@ -107,6 +107,12 @@ def _screenshot_call(**options: Any) -> _Call:
     return _Call("GET", "/screenshot", params=params)
 
 
+def _shell_call(command: str, timeout: float) -> _Call:
+    # The server answers once the command ends or its timeout kills it (plus up to ~2 s to
+    # collect the last output): the request must outlast that.
+    return _Call("POST", "/shell/run", json={"command": command, "timeout": timeout}, timeout=timeout + 30.0)
+
+
 def _raise_for_error(response: httpx.Response, batch: bool = False) -> None:
     if response.status_code < 400:
         return
@@ -199,6 +205,22 @@ class DesktopClient:
     def set_clipboard(self, text: str) -> None:
         self._send(_Call("PUT", "/clipboard", json={"text": text}))
 
+    # -- shell and files --
+
+    def shell(self, command: str, timeout: float = 30.0) -> a.ShellResult:
+        """Run bash commands in the desktop's persistent shell; a timeout is an answer (timed_out), not an error."""
+        return a.ShellResult.model_validate(self._send(_shell_call(command, timeout)).json())
+
+    def restart_shell(self) -> None:
+        self._send(_Call("POST", "/shell/restart"))
+
+    def read_file(self, path: str) -> a.FileInfo:
+        return a.FileInfo.model_validate(self._send(_Call("GET", "/files", params={"path": path})).json())
+
+    def write_file(self, path: str, content: str, create_dirs: bool = False) -> a.FileWritten:
+        body = {"path": path, "content": content, "create_dirs": create_dirs}
+        return a.FileWritten.model_validate(self._send(_Call("PUT", "/files", json=body)).json())
+
 
 class AsyncDesktopClient:
     """The same API for asyncio code: every method is a coroutine."""
@@ -272,3 +294,18 @@ class AsyncDesktopClient:
 
     async def set_clipboard(self, text: str) -> None:
         await self._send(_Call("PUT", "/clipboard", json={"text": text}))
+
+    # -- shell and files --
+
+    async def shell(self, command: str, timeout: float = 30.0) -> a.ShellResult:
+        return a.ShellResult.model_validate((await self._send(_shell_call(command, timeout))).json())
+
+    async def restart_shell(self) -> None:
+        await self._send(_Call("POST", "/shell/restart"))
+
+    async def read_file(self, path: str) -> a.FileInfo:
+        return a.FileInfo.model_validate((await self._send(_Call("GET", "/files", params={"path": path}))).json())
+
+    async def write_file(self, path: str, content: str, create_dirs: bool = False) -> a.FileWritten:
+        body = {"path": path, "content": content, "create_dirs": create_dirs}
+        return a.FileWritten.model_validate((await self._send(_Call("PUT", "/files", json=body))).json())

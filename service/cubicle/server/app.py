@@ -14,13 +14,20 @@ from .routes import router
 from .security import BodyLimit, TokenAuth
 from .service import DesktopService
 
+# -- shell and files (the desktop user's bash and file editor) --
+from . import host_routes
+from .files import FileAccess
+from .shell import ShellSession
+
 
 def create_app(token: str, display: str, vnc_port: int = 5900, app_log: str | None = None) -> FastAPI:
     service = DesktopService(x11.X11Desktop(display, app_log=app_log))
+    shell = ShellSession(display)  # shell and files
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
+        shell.close()  # shell and files: no shell outlives the server
         service.close()
 
     app = FastAPI(
@@ -35,6 +42,11 @@ def create_app(token: str, display: str, vnc_port: int = 5900, app_log: str | No
     app.state.service = service
     app.state.vnc_port = vnc_port
     app.include_router(router)
+    # -- shell and files --
+    app.state.shell = shell
+    app.state.files = FileAccess.from_environment()
+    app.include_router(host_routes.router)
+    # --
     errors.install(app)
     install_docs(app)
     # Outermost first: oversized bodies are refused before auth reads anything else.
