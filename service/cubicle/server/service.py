@@ -51,17 +51,17 @@ class DesktopService:
     ) -> Rendered:
         """region = x0, y0, x1, y1 in screen pixels (a zoom), already checked."""
 
-        def capture():
+        def capture_and_render() -> Rendered:
             report = None
             if settle is not None:
                 self.desktop.mark_changes()
                 report = self.desktop.wait_until_settled(settle.quiet_ms / 1000, settle.timeout_ms / 1000)
             box = None if region is None else (region[0], region[1], region[2] - region[0], region[3] - region[1])
-            return self.desktop.screen_size(), self.desktop.capture(box, cursor=options.cursor), report
+            screen = self.desktop.screen_size()
+            frame = self.desktop.capture(box, cursor=options.cursor)
+            return render(frame, screen, options, output_size(screen, options), region is not None, report)
 
-        screen, frame, report = await self.on_x_thread(capture)
-        size = output_size(screen, options)
-        return await asyncio.to_thread(render, frame, screen, options, size, region is not None, report)
+        return await self.on_x_thread(capture_and_render)
 
     # -- batches ------------------------------------------------------------------------
 

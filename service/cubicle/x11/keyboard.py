@@ -2,10 +2,13 @@
 
 A keysym already on the keyboard is pressed on its keycode (with Shift for the second
 level). Any other keysym (Chinese, emoji, a dead key the layout lacks) is bound on the fly to
-a keycode the layout leaves empty. Bindings stay in place and are reused; a spare keycode is
-rebound only when it has not been pressed for a while, because a client translates a key
-event with the mapping it holds when it reads the event: rebinding too soon could turn an
-earlier character into a later one.
+a keycode the layout leaves empty. A client translates a key event with the mapping it holds
+when it reads the event, so two rules keep typing exact:
+- new bindings are made before a stretch of text, all at once, followed by a short pause in
+  which idle clients take in the new mapping (Tk read the first key after a fresh binding as
+  NoSymbol without it);
+- bindings stay in place and are reused; a spare keycode is rebound only once it has not been
+  pressed for a while, so an earlier character cannot turn into a later one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from .keys import MODIFIER_KEYSYMS
 
 # How long a spare keycode must rest before it is rebound to another keysym.
 REBIND_AFTER_S = 0.15
+# Pause after changing bindings, before keys that use them are sent.
+BIND_SETTLE_S = 0.05
 # Flush the request buffer every so many characters: keeps the X server fed without letting
 # a long text sit in our buffer.
 FLUSH_EVERY = 32
@@ -57,31 +62,55 @@ class Keyboard:
 
     def _keycode_for(self, keysym: int) -> tuple[int, bool]:
         found = self._keycodes.get(keysym)
-        if found is not None:
-            keycode, shifted = found
-            # A modifier is pressed as itself: Meta_L on Alt's second level must not add Shift.
-            return keycode, shifted and keysym not in MODIFIER_KEYSYMS
-        return self._bind_spare(keysym), False
+        if found is None:
+            self.bind([keysym])
+            found = self._keycodes[keysym]
+        keycode, shifted = found
+        # A modifier is pressed as itself: Meta_L on Alt's second level must not add Shift.
+        return keycode, shifted and keysym not in MODIFIER_KEYSYMS
 
-    def _bind_spare(self, keysym: int) -> int:
-        for keycode, (bound, _) in self._spare.items():
-            if bound == keysym:
-                return keycode
-        if not self._spare:
-            raise RuntimeError("the keyboard has no free keycode to bind extra characters to")
-        keycode, (old, last_used) = next(iter(self._spare.items()))
-        rest = REBIND_AFTER_S - (time.monotonic() - last_used)
-        if old and rest > 0:
+    def bind(self, keysyms: list[int]) -> None:
+        """Give each keysym not on the keyboard a spare keycode (at most as many as there are
+        spare keycodes), then pause so clients pick up the new mapping before it is used."""
+        missing = list(dict.fromkeys(k for k in keysyms if k not in self._keycodes))
+        if not missing:
+            return
+        if len(missing) > len(self._spare):
+            raise RuntimeError("more distinct characters than spare keycodes in one stretch")
+        keep = set(keysyms)
+        victims = [code for code, (bound, _) in self._spare.items() if bound not in keep][: len(missing)]
+        rest = max((REBIND_AFTER_S - (time.monotonic() - self._spare[code][1]) for code in victims), default=0)
+        if rest > 0:
             self._display.sync()
             time.sleep(rest)
-        if old:
-            self._keycodes.pop(old, None)
-        # The same keysym on both levels, so a held Shift cannot change what it types.
-        self._display.change_keyboard_mapping(keycode, [(keysym, keysym)])
+        for keycode, keysym in zip(victims, missing):
+            old = self._spare[keycode][0]
+            if old:
+                self._keycodes.pop(old, None)
+            # The same keysym on both levels, so a held Shift cannot change what it types.
+            self._display.change_keyboard_mapping(keycode, [(keysym, keysym)])
+            self._spare[keycode] = (keysym, time.monotonic())
+            self._spare.move_to_end(keycode)
+            self._keycodes[keysym] = (keycode, False)
         self._display.sync()
-        self._spare[keycode] = (keysym, 0.0)
-        self._keycodes[keysym] = (keycode, False)
-        return keycode
+        time.sleep(BIND_SETTLE_S)
+
+    def stretches(self, keysyms: list[int]) -> list[list[int]]:
+        """Split text into stretches whose characters off the keyboard fit the spare keycodes."""
+        stretches: list[list[int]] = []
+        current: list[int] = []
+        extra: set[int] = set()
+        for keysym in keysyms:
+            needs_spare = keysym not in self._keycodes or self._keycodes[keysym][0] in self._spare
+            if needs_spare and keysym not in extra and len(extra) == len(self._spare):
+                stretches.append(current)
+                current, extra = [], set()
+            if needs_spare:
+                extra.add(keysym)
+            current.append(keysym)
+        if current:
+            stretches.append(current)
+        return stretches
 
     def _touch(self, keycode: int) -> None:
         entry = self._spare.get(keycode)
@@ -121,15 +150,17 @@ class Keyboard:
         self._display.flush()
 
     def type_keysyms(self, keysyms: list[int]) -> None:
-        for count, keysym in enumerate(keysyms, 1):
-            keycode, shifted = self._keycode_for(keysym)
-            if shifted and self._shift is not None:
-                self._fake(X.KeyPress, self._shift)
-            self._fake(X.KeyPress, keycode)
-            self._fake(X.KeyRelease, keycode)
-            if shifted and self._shift is not None:
-                self._fake(X.KeyRelease, self._shift)
-            self._touch(keycode)
-            if count % FLUSH_EVERY == 0:
-                self._display.flush()
-        self._display.sync()
+        for stretch in self.stretches(keysyms):
+            self.bind(stretch)
+            for count, keysym in enumerate(stretch, 1):
+                keycode, shifted = self._keycode_for(keysym)
+                if shifted and self._shift is not None:
+                    self._fake(X.KeyPress, self._shift)
+                self._fake(X.KeyPress, keycode)
+                self._fake(X.KeyRelease, keycode)
+                if shifted and self._shift is not None:
+                    self._fake(X.KeyRelease, self._shift)
+                self._touch(keycode)
+                if count % FLUSH_EVERY == 0:
+                    self._display.flush()
+            self._display.sync()
