@@ -78,7 +78,7 @@ def wait_healthy(url: str, timeout: float = 90.0) -> dict:
 
 
 @contextlib.contextmanager
-def running_desktop(state_dir: Path):
+def running_desktop(state_dir: Path, size: str = "1280x800"):
     """`cubicle desktop` on a free display and ports, stopped (with everything it started)
     on exit."""
     number, port, vnc_port = free_display(), free_port(), free_port()
@@ -86,7 +86,7 @@ def running_desktop(state_dir: Path):
     env.pop("DISPLAY", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "cubicle", "desktop", "--display", str(number), "--port", str(port),
-         "--vnc-port", str(vnc_port), "--size", "1280x800", "--state-dir", str(state_dir)],
+         "--vnc-port", str(vnc_port), "--size", size, "--state-dir", str(state_dir)],
         env=env, stdout=open(state_dir / "desktop.out", "wb"), stderr=subprocess.STDOUT,
         start_new_session=True,
     )

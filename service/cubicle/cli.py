@@ -37,6 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--vnc-port", type=int, default=5900, help="x11vnc port probed by /health")
 
+    agent = commands.add_parser("agent", help="the agent worker: Claude operates a desktop")
+    agent_commands = agent.add_subparsers(dest="agent_command", required=True)
+    from cubicle.agent.cli import add_arguments
+
+    add_arguments(agent_commands.add_parser("run", help="give the agent one task and watch it work"))
+
+    runs = commands.add_parser("runs", help="saved agent runs")
+    runs.add_argument("--runs-dir", default=None, help="where runs are saved (default $CUBICLE_RUNS_DIR or ./runs)")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True)
+    runs_commands.add_parser("list", help="list runs, newest first")
+    show = runs_commands.add_parser("show", help="one run's steps")
+    show.add_argument("run_id")
+    show.add_argument("--replay", action="store_true", help="write replay.html (screenshots with each action drawn)")
+
     bench = commands.add_parser("bench", help="measure cubicle against the reference demo's way on a real desktop")
     bench.add_argument("--url", default=None, help="a running desktop's URL (default: start one)")
     bench.add_argument("--rounds", type=int, default=30, help="repetitions per figure")
@@ -54,6 +68,14 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.server.main import serve
 
         serve(display=args.display, host=args.host, port=args.port, vnc_port=args.vnc_port)
+    elif args.command == "agent":
+        from cubicle.agent.cli import run_task
+
+        sys.exit(run_task(args))
+    elif args.command == "runs":
+        from cubicle.agent import runs_cli
+
+        sys.exit(runs_cli.list_runs(args) if args.runs_command == "list" else runs_cli.show_run(args))
     elif args.command == "bench":
         from cubicle.bench import run_bench
 

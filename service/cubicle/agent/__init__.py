@@ -1,0 +1,1 @@
+"""The agent worker: Claude operates a cubicle desktop through its HTTP API (no X here)."""

@@ -1,0 +1,110 @@
+"""`cubicle agent run`: one task, live progress in the terminal, the run saved on disk."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from .models import TOOL_VERSIONS, UnknownModel
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("task", help="what the agent should do, in plain words")
+    parser.add_argument("--desktop", default=os.environ.get("CUBICLE_DESKTOP_URL", "http://127.0.0.1:8000"),
+                        help="the desktop's URL (default $CUBICLE_DESKTOP_URL or http://127.0.0.1:8000); its token is $CUBICLE_TOKEN")
+    parser.add_argument("--model", default=os.environ.get("CUBICLE_MODEL", "claude-sonnet-5"),
+                        help="Claude model id (default $CUBICLE_MODEL or claude-sonnet-5)")
+    parser.add_argument("--tool-version", choices=TOOL_VERSIONS, default=None,
+                        help="override the computer tool version chosen from the model")
+    parser.add_argument("--max-steps", type=int, default=50)
+    parser.add_argument("--max-tokens", type=int, default=None, help="stop after this many tokens in all")
+    parser.add_argument("--max-cost", type=float, default=None, help="stop after this many USD (estimated)")
+    parser.add_argument("--runs-dir", default=None, help="where runs are saved (default $CUBICLE_RUNS_DIR or ./runs)")
+
+
+class Progress:
+    """One line per action and result; a spinner while the model thinks (only on a terminal)."""
+
+    def __init__(self, stream=sys.stdout):
+        self.stream = stream
+        self.started = time.monotonic()
+        self.tty = stream.isatty()
+        self._spinning = threading.Event()
+        self._spinner: threading.Thread | None = None
+        self.totals = {"input": 0, "output": 0, "cost": 0.0}
+
+    def _elapsed(self) -> str:
+        return f"{time.monotonic() - self.started:6.1f}s"
+
+    def _spin(self, step: int) -> None:
+        for frame in itertools.cycle("|/-\\"):
+            if not self._spinning.is_set():
+                break
+            self.stream.write(f"\r{self._elapsed()}  step {step:3}  {frame} thinking ")
+            self.stream.flush()
+            time.sleep(0.1)
+        self.stream.write("\r" + " " * 40 + "\r")
+
+    def _stop_spinner(self) -> None:
+        if self._spinner is not None:
+            self._spinning.clear()
+            self._spinner.join()
+            self._spinner = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == "thinking":
+            if self.tty and self._spinner is None:
+                self._spinning.set()
+                self._spinner = threading.Thread(target=self._spin, args=(event["step"],), daemon=True)
+                self._spinner.start()
+            return
+        self._stop_spinner()
+        line = None
+        if kind == "response":
+            usage = event["usage"]
+            self.totals["input"] += usage["input_tokens"] + usage["cache_read_tokens"] + usage["cache_creation_tokens"]
+            self.totals["output"] += usage["output_tokens"]
+            self.totals["cost"] += event["cost_usd"]
+            texts = [block["text"] for block in event["content"] if block.get("type") == "text"]
+            line = (f"step {event['step']:3}  model {event['duration_ms'] / 1000:.1f}s  "
+                    f"tokens in {self.totals['input']:,} out {self.totals['output']:,}  ${self.totals['cost']:.4f}")
+            if texts:
+                line += "\n" + " " * 10 + " ".join(texts).strip().replace("\n", "\n" + " " * 10)
+        elif kind == "action":
+            shown = {k: v for k, v in (event["input"] or {}).items() if k not in ("action", "file_text")}
+            line = f"          {event['tool']}: {event['name']} {shown if shown else ''}"
+        elif kind == "result" and event["is_error"]:
+            line = f"          error: {event['text']}"
+        elif kind == "retry":
+            line = f"          the model API failed ({event['error'][:80]}); waiting {event['wait_s']:.0f}s"
+        elif kind == "run_finished":
+            line = f"{event['status']}: {event['reason']}"
+        if line:
+            self.stream.write(f"{self._elapsed()}  {line}\n")
+            self.stream.flush()
+
+
+def run_task(args) -> int:
+    # Imported here: building the `cubicle` parser must not need the agent extra (anthropic).
+    from cubicle.client import DesktopClient
+
+    from .loop import Agent, Budgets
+    from .runs import RunStore
+
+    store = RunStore(args.runs_dir)
+    progress = Progress()
+    with DesktopClient(args.desktop, timeout=120) as desktop:
+        try:
+            agent = Agent(desktop, args.model, store, desktop_url=args.desktop, tool_version=args.tool_version,
+                          budgets=Budgets(args.max_steps, args.max_tokens, args.max_cost), on_event=progress)
+        except UnknownModel as error:
+            print(f"cubicle agent: {error}", file=sys.stderr)
+            return 2
+        run = agent.run(args.task)
+    print(f"run {run.id} saved in {run.folder}  (cubicle runs show {run.id} --replay)")
+    return 0 if run.meta["status"] == "finished" else 1

@@ -1,0 +1,271 @@
+"""The agent loop: ask the model, carry out its tool calls on the desktop, log every step.
+
+Each step is one model call. Everything that happens is appended to the run's log as it
+happens, so a run killed at any moment keeps all completed steps. Rate limits and overloads
+beyond the SDK's own retries are waited out; budgets end a run cleanly.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import anthropic
+from PIL import Image
+
+from cubicle.client import DesktopClient
+
+from .computer import HALT_TEXT, ComputerTool, ToolOutcome
+from .conversation import Conversation
+from .host_tools import BashTool, EditorTool
+from .models import ModelProfile, profile_for
+from .prompt import system_prompt
+from .runs import Run, RunStore
+
+INTERRUPTED_TEXT = "The human interrupted the agent here: this action was not carried out."
+RETRYABLE = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError)
+
+
+@dataclass
+class Budgets:
+    max_steps: int = 50
+    max_tokens: int | None = None  # input + output, all steps
+    max_cost: float | None = None  # USD, estimated
+    max_wait_s: float = 900.0  # total time waiting out overloads before giving up
+
+
+class RunEnded(Exception):
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class Agent:
+    def __init__(
+        self,
+        desktop: DesktopClient,
+        model: str,
+        store: RunStore,
+        *,
+        desktop_url: str = "",
+        tool_version: str | None = None,
+        budgets: Budgets | None = None,
+        anthropic_client: anthropic.Anthropic | None = None,
+        max_output_tokens: int = 4096,
+        image_format: str = "png",
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.desktop = desktop
+        self.desktop_url = desktop_url
+        self.profile: ModelProfile = profile_for(model, tool_version)
+        self.store = store
+        self.budgets = budgets or Budgets()
+        self.api = anthropic_client or anthropic.Anthropic(max_retries=2)
+        self.max_output_tokens = max_output_tokens
+        self.image_format = image_format
+        self.on_event = on_event or (lambda event: None)
+        self.sleep = sleep
+        self.bash = BashTool(desktop)
+        self.editor = EditorTool(desktop)
+
+    # -- logging ------------------------------------------------------------------------
+
+    def _log(self, run: Run, kind: str, **fields: Any) -> dict[str, Any]:
+        event = run.append(kind, **fields)
+        self.on_event(event)
+        return event
+
+    def _save_image(self, run: Run, step: int, outcome: ToolOutcome, index: int) -> str | None:
+        if outcome.image is None:
+            return None
+        return run.save_image(step, index, outcome.image, outcome.media_type or "image/png")
+
+    # -- the run ------------------------------------------------------------------------
+
+    def run(self, task: str) -> Run:
+        screen = self.desktop.screen()
+        size = self.profile.image_size(screen.width, screen.height)
+        computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
+        first = computer.screenshot()
+        # The size the desktop really produced is the model's coordinate space.
+        with Image.open(io.BytesIO(first.image)) as probe:
+            if probe.size != size:
+                size = probe.size
+                computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
+        self.computer = computer
+        run = self.store.create_run(task, self.profile.model, self.profile.tool_version, self.desktop_url)
+        self._log(run, "run_started", task=task, model=self.profile.model, tool_version=self.profile.tool_version,
+                  desktop=self.desktop_url, screen={"width": screen.width, "height": screen.height},
+                  image={"width": size[0], "height": size[1]})
+        conversation = Conversation(
+            system_prompt((screen.width, screen.height), size),
+            [computer.definition(), self.bash.definition(), self.editor.definition()],
+        )
+        self.last_image = self._save_image(run, 0, first, 0)
+        conversation.add_user([{"type": "text", "text": task}] + [b for b in first.content() if b["type"] == "image"])
+        try:
+            self._loop(run, conversation)
+        except RunEnded as end:
+            self._finish(run, end.status, end.reason)
+        except KeyboardInterrupt:
+            pending = conversation.pending_tool_uses()
+            if pending:
+                conversation.add_user([self._result_block(block, ToolOutcome(INTERRUPTED_TEXT, True)) for block in pending])
+                for block in pending:
+                    self._log(run, "result", step=run.meta["totals"]["steps"], tool_use_id=block["id"], is_error=True,
+                              text=INTERRUPTED_TEXT, duration_ms=0)
+            self._finish(run, "interrupted", "stopped by the human (Ctrl-C)")
+        except Exception as error:
+            self._finish(run, "failed", f"{type(error).__name__}: {error}")
+            raise
+        return run
+
+    def _finish(self, run: Run, status: str, reason: str) -> None:
+        run.update(status=status, stop_reason=reason)
+        self._log(run, "run_finished", status=status, reason=reason, totals=run.meta["totals"])
+
+    def _check_budgets(self, run: Run, step: int) -> None:
+        totals = run.meta["totals"]
+        if step > self.budgets.max_steps:
+            raise RunEnded("finished", f"budget: reached the maximum of {self.budgets.max_steps} steps")
+        used = totals["input_tokens"] + totals["output_tokens"] + totals["cache_read_tokens"] + totals["cache_creation_tokens"]
+        if self.budgets.max_tokens is not None and used >= self.budgets.max_tokens:
+            raise RunEnded("finished", f"budget: used {used} tokens of {self.budgets.max_tokens}")
+        if self.budgets.max_cost is not None and totals["cost_usd"] >= self.budgets.max_cost:
+            raise RunEnded("finished", f"budget: spent ${totals['cost_usd']:.4f} of ${self.budgets.max_cost:.2f}")
+
+    def _loop(self, run: Run, conversation: Conversation) -> None:
+        step = 0
+        while True:
+            step += 1
+            self._check_budgets(run, step)
+            pruned = conversation.prune()
+            request = conversation.request()
+            self._log(run, "request", step=step, messages=len(request["messages"]), images=conversation.image_count(),
+                      pruned=pruned, bytes=len(repr(request)))
+            started = time.monotonic()
+            response = self._call(run, step, request)
+            usage = response.usage
+            cache_read = usage.cache_read_input_tokens or 0
+            cache_write = usage.cache_creation_input_tokens or 0
+            cost = self.profile.cost(usage.input_tokens, usage.output_tokens, cache_read, cache_write)
+            content = [block.model_dump(mode="json", exclude_none=True) for block in response.content]
+            run.add_usage(usage.input_tokens, usage.output_tokens, cache_read, cache_write, cost)
+            run.update(totals={**run.meta["totals"], "steps": step})
+            self._log(run, "response", step=step, stop_reason=response.stop_reason, content=content,
+                      usage={"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
+                             "cache_read_tokens": cache_read, "cache_creation_tokens": cache_write},
+                      cost_usd=round(cost, 6), duration_ms=round((time.monotonic() - started) * 1000, 1))
+            conversation.add_assistant(content)
+            tool_uses = [block for block in content if block.get("type") == "tool_use"]
+            if tool_uses:
+                conversation.add_user(self._run_tools(run, step, tool_uses))
+                continue
+            if response.stop_reason == "end_turn" or response.stop_reason == "stop_sequence":
+                raise RunEnded("finished", "the model ended its turn")
+            if response.stop_reason == "max_tokens":
+                conversation.add_user([{"type": "text", "text": "Your last message was cut off at the output limit. Continue."}])
+            elif response.stop_reason == "pause_turn":
+                continue  # a long server-side turn: send it back as it is and the model goes on
+            elif response.stop_reason == "refusal":
+                raise RunEnded("failed", "the model refused to continue")
+            else:
+                raise RunEnded("finished", f"stop reason {response.stop_reason!r}")
+
+    def _call(self, run: Run, step: int, request: dict[str, Any]):
+        """messages.create, waiting out overloads and rate limits past the SDK's own retries."""
+        waited = 0.0
+        attempt = 0
+        betas = [self.profile.beta_flag] if self.profile.beta_flag else []
+        while True:
+            self.on_event({"type": "thinking", "step": step})
+            try:
+                return self.api.beta.messages.create(
+                    model=self.profile.model, max_tokens=self.max_output_tokens, betas=betas, **request
+                )
+            except RETRYABLE as error:
+                wait = min(60.0, 2.0 * 2 ** attempt)
+                headers = getattr(getattr(error, "response", None), "headers", None) or {}
+                retry_after = headers.get("retry-after", "")
+                if retry_after.replace(".", "", 1).isdigit():
+                    wait = min(300.0, float(retry_after))
+                if waited + wait > self.budgets.max_wait_s:
+                    raise RunEnded("failed", f"the model API kept failing for {waited:.0f} s: {error}") from None
+                self._log(run, "retry", step=step, error=f"{type(error).__name__}: {getattr(error, 'status_code', '')} {error}"[:500], wait_s=wait)
+                self.sleep(wait)
+                waited += wait
+                attempt += 1
+            except anthropic.APIStatusError as error:
+                raise RunEnded("failed", f"the model API refused the request: {error.status_code} {error.message}"[:1000]) from None
+
+    # -- tools --------------------------------------------------------------------------
+
+    def _result_block(self, block: dict[str, Any], outcome: ToolOutcome) -> dict[str, Any]:
+        result = {"type": "tool_result", "tool_use_id": block["id"], "content": outcome.content(), "is_error": outcome.is_error}
+        if block.get("toolset_name"):
+            result["toolset_name"] = block["toolset_name"]
+        return result
+
+    def _run_tools(self, run: Run, step: int, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        outcomes: list[ToolOutcome] = []
+        failed = False
+        index = 0
+        while index < len(blocks):
+            block = blocks[index]
+            if failed:
+                outcomes.append(ToolOutcome(HALT_TEXT, True))
+                index += 1
+                continue
+            if block.get("toolset_name") == "computer":
+                # Consecutive computer members of a turn run as one desktop batch.
+                end = index
+                while end < len(blocks) and blocks[end].get("toolset_name") == "computer":
+                    end += 1
+                batch = blocks[index:end]
+                for b in batch:
+                    self._log_action(run, step, b)
+                started = time.monotonic()
+                batch_outcomes = self.computer.run_batch([(b["name"], b.get("input") or {}) for b in batch])
+                self._log_results(run, step, batch, batch_outcomes, started, len(outcomes))
+                outcomes += batch_outcomes
+                failed = any(o.is_error for o in batch_outcomes)
+                index = end
+                continue
+            self._log_action(run, step, block)
+            started = time.monotonic()
+            outcome = self._run_one(block)
+            self._log_results(run, step, [block], [outcome], started, len(outcomes))
+            outcomes.append(outcome)
+            index += 1
+        return [self._result_block(block, outcome) for block, outcome in zip(blocks, outcomes)]
+
+    def _run_one(self, block: dict[str, Any]) -> ToolOutcome:
+        name, tool_input = block.get("name"), block.get("input") or {}
+        if name == "computer" and not self.computer.is_toolset:
+            return self.computer.run_single(tool_input)
+        if name == self.bash.name:
+            return self.bash.run(tool_input)
+        if name == self.editor.name:
+            return self.editor.run(tool_input)
+        return ToolOutcome(f"Unknown tool {name!r}.", is_error=True)
+
+    def _log_action(self, run: Run, step: int, block: dict[str, Any]) -> None:
+        tool_input = block.get("input") or {}
+        tool = "computer" if block.get("toolset_name") == "computer" or block.get("name") == "computer" else block.get("name")
+        action = block["name"] if block.get("toolset_name") else tool_input.get("action", tool_input.get("command"))
+        self._log(run, "action", step=step, tool_use_id=block["id"], tool=tool, name=action, input=tool_input,
+                  image=self.last_image, actor="model")
+
+    def _log_results(self, run, step, blocks, outcomes, started, first_index) -> None:
+        duration = round((time.monotonic() - started) * 1000, 1)
+        for offset, (block, outcome) in enumerate(zip(blocks, outcomes)):
+            image = self._save_image(run, step, outcome, first_index + offset + 1)
+            if image:
+                self.last_image = image
+            self._log(run, "result", step=step, tool_use_id=block["id"], is_error=outcome.is_error,
+                      text=outcome.text, image=image, duration_ms=duration)
+
