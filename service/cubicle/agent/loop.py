@@ -18,13 +18,16 @@ from PIL import Image
 from cubicle.client import DesktopClient
 
 from .computer import HALT_TEXT, ComputerTool, ToolOutcome
+from .control import RunControl, Stopped
 from .conversation import Conversation
 from .host_tools import BashTool, EditorTool
 from .models import ModelProfile, profile_for
+from .policy import Policy
 from .prompt import system_prompt
 from .runs import Run, RunStore
 
 INTERRUPTED_TEXT = "The human interrupted the agent here: this action was not carried out."
+STOPPED_TEXT = "The human stopped the run here: this action was not carried out."
 RETRYABLE = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError)
 
 
@@ -58,6 +61,8 @@ class Agent:
         image_format: str = "png",
         on_event: Callable[[dict[str, Any]], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        control: RunControl | None = None,
+        policy: Policy | None = None,
     ):
         self.desktop = desktop
         self.desktop_url = desktop_url
@@ -71,6 +76,8 @@ class Agent:
         self.sleep = sleep
         self.bash = BashTool(desktop)
         self.editor = EditorTool(desktop)
+        self.control = control or RunControl()
+        self.policy = policy
 
     # -- logging ------------------------------------------------------------------------
 
@@ -87,6 +94,11 @@ class Agent:
     # -- the run ------------------------------------------------------------------------
 
     def run(self, task: str) -> Run:
+        """Start a run and carry it out to its end (blocking)."""
+        return self.execute(self.start(task))
+
+    def start(self, task: str) -> Run:
+        """Create the run (on disk at once) and its first screenshot; `execute` carries it out."""
         screen = self.desktop.screen()
         size = self.profile.image_size(screen.width, screen.height)
         computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
@@ -101,24 +113,33 @@ class Agent:
         self._log(run, "run_started", task=task, model=self.profile.model, tool_version=self.profile.tool_version,
                   desktop=self.desktop_url, screen={"width": screen.width, "height": screen.height},
                   image={"width": size[0], "height": size[1]})
-        conversation = Conversation(
+        self.conversation = Conversation(
             system_prompt((screen.width, screen.height), size),
             [computer.definition(), self.bash.definition(), self.editor.definition()],
         )
         self.last_image = self._save_image(run, 0, first, 0)
-        conversation.add_user([{"type": "text", "text": task}] + [b for b in first.content() if b["type"] == "image"])
+        self.conversation.add_user([{"type": "text", "text": task}] + [b for b in first.content() if b["type"] == "image"])
+        return run
+
+    def execute(self, run: Run) -> Run:
+        conversation = self.conversation
         try:
             self._loop(run, conversation)
         except RunEnded as end:
             self._finish(run, end.status, end.reason)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Stopped) as stop:
+            by_ctrl_c = isinstance(stop, KeyboardInterrupt)
+            text = INTERRUPTED_TEXT if by_ctrl_c else STOPPED_TEXT
             pending = conversation.pending_tool_uses()
             if pending:
-                conversation.add_user([self._result_block(block, ToolOutcome(INTERRUPTED_TEXT, True)) for block in pending])
+                conversation.add_user([self._result_block(block, ToolOutcome(text, True)) for block in pending])
                 for block in pending:
                     self._log(run, "result", step=run.meta["totals"]["steps"], tool_use_id=block["id"], is_error=True,
-                              text=INTERRUPTED_TEXT, duration_ms=0)
-            self._finish(run, "interrupted", "stopped by the human (Ctrl-C)")
+                              text=text, duration_ms=0)
+            if by_ctrl_c:
+                self._finish(run, "interrupted", "stopped by the human (Ctrl-C)")
+            else:
+                self._finish(run, "stopped", "stopped by a human")
         except Exception as error:
             self._finish(run, "failed", f"{type(error).__name__}: {error}")
             raise
@@ -142,6 +163,7 @@ class Agent:
         step = 0
         while True:
             step += 1
+            self._checkpoint(run, conversation)
             self._check_budgets(run, step)
             pruned = conversation.prune()
             request = conversation.request()
@@ -175,6 +197,26 @@ class Agent:
                 raise RunEnded("failed", "the model refused to continue")
             else:
                 raise RunEnded("finished", f"stop reason {response.stop_reason!r}")
+
+    def _checkpoint(self, run: Run, conversation: Conversation) -> None:
+        """Between steps: wait out a pause, stop if asked, pass on what humans said."""
+        if self.control.paused:
+            self._log(run, "paused")
+            run.update(status="paused")
+            self.control.wait_while_paused()
+            run.update(status="running")
+            self._log(run, "resumed")
+        if self.control.stopped:
+            raise Stopped()
+        messages = self.control.take_messages()
+        for message in messages:
+            self._log(run, "message", text=message, actor="human")
+        if messages:
+            blocks = [{"type": "text", "text": f"Message from the human watching: {m}"} for m in messages]
+            if conversation.messages and conversation.messages[-1]["role"] == "user":
+                conversation.messages[-1]["content"].extend(blocks)
+            else:
+                conversation.add_user(blocks)
 
     def _call(self, run: Run, step: int, request: dict[str, Any]):
         """messages.create, waiting out overloads and rate limits past the SDK's own retries."""
@@ -210,30 +252,71 @@ class Agent:
             result["toolset_name"] = block["toolset_name"]
         return result
 
+    def _approval(self, run: Run, step: int, block: dict[str, Any]) -> ToolOutcome | None:
+        """None to go ahead; an error outcome when the policy holds the action and a human
+        denies it. Blocks until the human decides."""
+        if self.policy is None:
+            return None
+        tool_input = block.get("input") or {}
+        tool, name = self._tool_and_name(block)
+        title = None
+        if self.policy.needs_window_title:
+            focused = [w for w in self.desktop.windows() if w.focused]
+            title = focused[0].title if focused else None
+        hold = self.policy.check(tool, name, tool_input, title)
+        if hold is None:
+            return None
+        approval_id = block["id"]
+        what = {"approval_id": approval_id, "step": step, "tool": tool, "name": name, "input": tool_input,
+                "reason": hold.reason, "window_title": title}
+        self._log(run, "approval_requested", **what)
+        approved, note = self.control.wait_for_decision(approval_id, what)
+        self._log(run, "approval_decided", approval_id=approval_id, approved=approved, note=note)
+        if approved:
+            return None
+        return ToolOutcome(f"A human denied this action ({hold.reason})" + (f": {note}" if note else "."), is_error=True)
+
     def _run_tools(self, run: Run, step: int, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         outcomes: list[ToolOutcome] = []
         failed = False
         index = 0
         while index < len(blocks):
+            if self.control.stopped:
+                raise Stopped()
             block = blocks[index]
             if failed:
                 outcomes.append(ToolOutcome(HALT_TEXT, True))
                 index += 1
                 continue
             if block.get("toolset_name") == "computer":
-                # Consecutive computer members of a turn run as one desktop batch.
-                end = index
+                # Consecutive computer members of a turn run as one desktop batch, up to the
+                # first one a human denies.
+                end, denied = index, None
                 while end < len(blocks) and blocks[end].get("toolset_name") == "computer":
+                    denied = self._approval(run, step, blocks[end])
+                    if denied:
+                        break
                     end += 1
                 batch = blocks[index:end]
-                for b in batch:
-                    self._log_action(run, step, b)
-                started = time.monotonic()
-                batch_outcomes = self.computer.run_batch([(b["name"], b.get("input") or {}) for b in batch])
-                self._log_results(run, step, batch, batch_outcomes, started, len(outcomes))
-                outcomes += batch_outcomes
-                failed = any(o.is_error for o in batch_outcomes)
+                if batch:
+                    for b in batch:
+                        self._log_action(run, step, b)
+                    started = time.monotonic()
+                    batch_outcomes = self.computer.run_batch([(b["name"], b.get("input") or {}) for b in batch])
+                    self._log_results(run, step, batch, batch_outcomes, started, len(outcomes))
+                    outcomes += batch_outcomes
+                    failed = any(o.is_error for o in batch_outcomes)
+                if denied:
+                    outcomes.append(denied)
+                    failed = True
+                    end += 1
                 index = end
+                continue
+            denied = self._approval(run, step, block)
+            if denied:
+                outcomes.append(denied)
+                failed = True
+                index += 1
                 continue
             self._log_action(run, step, block)
             started = time.monotonic()
@@ -253,12 +336,20 @@ class Agent:
             return self.editor.run(tool_input)
         return ToolOutcome(f"Unknown tool {name!r}.", is_error=True)
 
-    def _log_action(self, run: Run, step: int, block: dict[str, Any]) -> None:
+    @staticmethod
+    def _tool_and_name(block: dict[str, Any]) -> tuple[str, str | None]:
+        """('computer', 'left_click'), ('bash', None), ('str_replace_based_edit_tool', 'view')."""
         tool_input = block.get("input") or {}
-        tool = "computer" if block.get("toolset_name") == "computer" or block.get("name") == "computer" else block.get("name")
-        action = block["name"] if block.get("toolset_name") else tool_input.get("action", tool_input.get("command"))
-        self._log(run, "action", step=step, tool_use_id=block["id"], tool=tool, name=action, input=tool_input,
-                  image=self.last_image, actor="model")
+        if block.get("toolset_name") == "computer":
+            return "computer", block["name"]
+        if block.get("name") == "computer":
+            return "computer", tool_input.get("action")
+        return block.get("name"), tool_input.get("command") if block.get("name") != "bash" else None
+
+    def _log_action(self, run: Run, step: int, block: dict[str, Any]) -> None:
+        tool, action = self._tool_and_name(block)
+        self._log(run, "action", step=step, tool_use_id=block["id"], tool=tool, name=action,
+                  input=block.get("input") or {}, image=self.last_image, actor="model")
 
     def _log_results(self, run, step, blocks, outcomes, started, first_index) -> None:
         duration = round((time.monotonic() - started) * 1000, 1)

@@ -1,0 +1,88 @@
+"""How people steer a running agent from another thread: pause, resume, stop, talk to it,
+approve or deny a held action. The loop calls the `wait_*`/`take_*` side between steps."""
+
+from __future__ import annotations
+
+import threading
+
+
+class Stopped(Exception):
+    """A human stopped the run."""
+
+
+class RunControl:
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._paused = False
+        self._stopped = False
+        self._messages: list[str] = []
+        self._decisions: dict[str, tuple[bool, str]] = {}
+        self.pending: dict[str, dict] = {}  # approval id -> what waits for a decision
+
+    # -- the human's side ---------------------------------------------------------------
+
+    def pause(self) -> None:
+        with self._changed:
+            self._paused = True
+            self._changed.notify_all()
+
+    def resume(self) -> None:
+        with self._changed:
+            self._paused = False
+            self._changed.notify_all()
+
+    def stop(self) -> None:
+        with self._changed:
+            self._stopped = True
+            self._changed.notify_all()
+
+    def post_message(self, text: str) -> None:
+        with self._changed:
+            self._messages.append(text)
+            self._changed.notify_all()
+
+    def decide(self, approval_id: str, approve: bool, note: str = "") -> bool:
+        """False when nothing waits under that id (already decided, or never asked)."""
+        with self._changed:
+            if approval_id not in self.pending:
+                return False
+            self._decisions[approval_id] = (approve, note)
+            self.pending.pop(approval_id)
+            self._changed.notify_all()
+            return True
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    # -- the loop's side ----------------------------------------------------------------
+
+    def wait_while_paused(self) -> bool:
+        """Block while paused; True if it had to wait. Raises Stopped once stopped."""
+        with self._changed:
+            waited = False
+            while self._paused and not self._stopped:
+                waited = True
+                self._changed.wait()
+            if self._stopped:
+                raise Stopped()
+            return waited
+
+    def take_messages(self) -> list[str]:
+        with self._changed:
+            messages, self._messages = self._messages, []
+            return messages
+
+    def wait_for_decision(self, approval_id: str, what: dict) -> tuple[bool, str]:
+        with self._changed:
+            self.pending[approval_id] = what
+            while approval_id not in self._decisions and not self._stopped:
+                self._changed.wait()
+            if self._stopped:
+                self.pending.pop(approval_id, None)
+                raise Stopped()
+            return self._decisions.pop(approval_id)
