@@ -536,6 +536,23 @@ def run_bench(args) -> int:
         print(f"desktop {desktop.url} on display {desktop.display}; {args.rounds} rounds per figure", file=sys.stderr)
         baseline = Baseline(desktop.display, workdir)
         with DesktopClient(desktop.url, desktop.token) as client:
+            if getattr(args, "agent", False):
+                from .bench_agent import render_agent_report, run_agent_bench, write_agent_json
+
+                spots = Spots()
+
+                def reference_step() -> float:
+                    started = time.perf_counter()
+                    baseline.click(*spots.next())
+                    time.sleep(BASELINE_SETTLE_S)
+                    baseline.screenshot()
+                    return time.perf_counter() - started
+
+                print("  agent: 100 scripted steps ...", file=sys.stderr)
+                result = run_agent_bench(client, desktop.url, 100, reference_step, min(args.rounds, 10))
+                print(render_agent_report(result, args.markdown), flush=True)
+                write_agent_json(result, RESULTS_DIR / "agent.json")
+                return 0
             figures, menu_check = run_figures(client, baseline, args.rounds)
             time.sleep(IDLE_SECONDS)  # memory is measured on a desktop that has been idle a while
             memory = measure_memory(desktop)

@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--url", default=None, help="a running desktop's URL (default: start one)")
     bench.add_argument("--rounds", type=int, default=30, help="repetitions per figure")
     bench.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    bench.add_argument("--agent", action="store_true", help="measure the agent worker instead: its overhead per step over a 100-step scripted run")
     return parser
 
 

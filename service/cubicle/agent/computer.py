@@ -116,6 +116,7 @@ class ComputerTool:
         outcomes = [self._outcome(member, result, None) for (member, _), result in zip(calls, response.results)]
         if response.screenshot is not None:
             outcomes[-1].image, outcomes[-1].media_type = _image(response.screenshot)
+            outcomes[-1].extra["settle_ms"] = response.screenshot.settle_ms
         return outcomes
 
     def _failed_from(self, calls, failed: int, response: ActionResponse) -> list[ToolOutcome]:
@@ -131,6 +132,7 @@ class ComputerTool:
         image = result.image or screenshot
         if image is not None:
             outcome.image, outcome.media_type = _image(image)
+            outcome.extra["settle_ms"] = image.settle_ms
             if name == "zoom":
                 outcome.text = (
                     "Zoomed view of the requested region. Coordinates for actions still refer to the "

@@ -8,6 +8,7 @@ beyond the SDK's own retries are waited out; budgets end a run cleanly.
 from __future__ import annotations
 
 import io
+import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -168,7 +169,7 @@ class Agent:
             pruned = conversation.prune()
             request = conversation.request()
             self._log(run, "request", step=step, messages=len(request["messages"]), images=conversation.image_count(),
-                      pruned=pruned, bytes=len(repr(request)))
+                      pruned=pruned, bytes=len(json.dumps(request)))
             started = time.monotonic()
             response = self._call(run, step, request)
             usage = response.usage
@@ -358,5 +359,5 @@ class Agent:
             if image:
                 self.last_image = image
             self._log(run, "result", step=step, tool_use_id=block["id"], is_error=outcome.is_error,
-                      text=outcome.text, image=image, duration_ms=duration)
+                      text=outcome.text, image=image, duration_ms=duration, settle_ms=outcome.extra.get("settle_ms"))
 
