@@ -315,3 +315,37 @@ def test_a_run_killed_mid_way_keeps_its_log(desktop, fake, tmp_path):
     assert run.events()[8]["text"] == "X=300,Y=300"
     assert all((run.folder / e["image"]).exists() for e in run.events() if e["type"] == "result" and e.get("image"))
     assert run.meta["status"] == "running"  # killed: nobody could write the end
+
+
+def test_ctrl_c_ends_the_run_cleanly_with_the_log_saved(desktop, fake, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    thinking = threading.Event()
+
+    def slow(request):
+        thinking.set()
+        time.sleep(20)
+        return message(text("too late"))
+
+    server = fake([lambda r: message(tool_use("computer", {"action": "cursor_position"})), slow])
+    runs_dir = tmp_path / "runs"
+    env = dict(os.environ, ANTHROPIC_API_KEY=API_KEY, ANTHROPIC_BASE_URL=server.url, CUBICLE_TOKEN=desktop.token)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cubicle", "agent", "run", "Think, then be interrupted.", "--desktop", desktop.url,
+         "--model", "claude-sonnet-4-5", "--runs-dir", str(runs_dir)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    assert thinking.wait(60)
+    worker.send_signal(signal.SIGINT)
+    output = worker.communicate(timeout=30)[0].decode()
+    assert worker.returncode == 1, output
+    assert "interrupted: stopped by the human (Ctrl-C)" in output
+    (meta,) = RunStore(runs_dir).list()
+    assert meta["status"] == "interrupted"
+    events = RunStore(runs_dir).open(meta["id"]).events()
+    assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "interrupted"
+    assert API_KEY not in output

@@ -15,6 +15,7 @@ from cubicle import actions as a
 from cubicle import x11
 
 from .errors import ApiError
+from .plan import Planner
 from .service import DesktopService
 
 router = APIRouter()
@@ -25,17 +26,12 @@ def get_service(request: Request) -> DesktopService:
 
 
 def _parse_region(text: str, screen: tuple[int, int]) -> tuple[int, int, int, int]:
+    """'x0,y0,x1,y1' in screen pixels -> (x, y, width, height), checked like a zoom action's region."""
     try:
         x0, y0, x1, y1 = (int(part) for part in text.split(","))
     except ValueError:
         raise ApiError(422, "invalid_region", f"region must be four integers x0,y0,x1,y1, not {text!r}.") from None
-    width, height = screen
-    if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-        raise ApiError(
-            422, "invalid_region",
-            f"Region [{x0}, {y0}, {x1}, {y1}] must satisfy 0 <= x0 < x1 <= {width} and 0 <= y0 < y1 <= {height}.",
-        )
-    return x0, y0, x1, y1
+    return Planner(screen, None).region((x0, y0, x1, y1))
 
 
 @router.get("/health", response_model=a.Health, tags=["status"], summary="Is the X server, the window manager and VNC up? (no token needed)")

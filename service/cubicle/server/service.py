@@ -49,16 +49,15 @@ class DesktopService:
         region: tuple[int, int, int, int] | None,
         settle: a.SettleOptions | None,
     ) -> Rendered:
-        """region = x0, y0, x1, y1 in screen pixels (a zoom), already checked."""
+        """region = (x, y, width, height) in screen pixels (a zoom), already checked."""
 
         def capture_and_render() -> Rendered:
             report = None
             if settle is not None:
                 self.desktop.mark_changes()
                 report = self.desktop.wait_until_settled(settle.quiet_ms / 1000, settle.timeout_ms / 1000)
-            box = None if region is None else (region[0], region[1], region[2] - region[0], region[3] - region[1])
             screen = self.desktop.screen_size()
-            frame = self.desktop.capture(box, cursor=options.cursor)
+            frame = self.desktop.capture(region, cursor=options.cursor)
             return render(frame, screen, options, output_size(screen, options), region is not None, report)
 
         return await self.on_x_thread(capture_and_render)
