@@ -61,8 +61,10 @@ class _Connection:
             self.grabber: ShmGrabber | None = ShmGrabber(self.display, self.root, self.width, self.height)
         except OSError:
             self.grabber = None  # no MIT-SHM, or a remote display: fall back to GetImage
-        self.keyboard = Keyboard(self.display)
         self.damage = DamageWatcher(self.display, self.root)
+        # Before a keycode is rebound, the app must have drawn the keys it was sent with the
+        # old binding: a quiet screen says it has caught up.
+        self.keyboard = Keyboard(self.display, lambda: self.damage.wait_until_quiet(0.15, 3.0))
         self.windows = Windows(self.display, self.root)
         self.cursor: CursorSprite | None = None
 

@@ -8,7 +8,9 @@ when it reads the event, so two rules keep typing exact:
   which idle clients take in the new mapping (Tk read the first key after a fresh binding as
   NoSymbol without it);
 - bindings stay in place and are reused; a spare keycode is rebound only once it has not been
-  pressed for a while, so an earlier character cannot turn into a later one.
+  pressed for a while and the screen has gone quiet (the app has drawn what it was sent), so
+  an earlier character cannot turn into a later one. Keycodes that carry only multimedia
+  keysyms (XF86*) count as spare too: more room means rebinding is rare.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from Xlib.ext import xtest
 from .keys import MODIFIER_KEYSYMS
 
 # How long a spare keycode must rest before it is rebound to another keysym.
-REBIND_AFTER_S = 0.15
+REBIND_AFTER_S = 0.3
 # Pause after changing bindings, before keys that use them are sent.
 BIND_SETTLE_S = 0.05
 # Flush the request buffer every so many characters: keeps the X server fed without letting
@@ -34,9 +36,15 @@ def _is_keypad(keysym: int) -> bool:
     return 0xFF80 <= keysym <= 0xFFBD  # XK_KP_Space .. XK_KP_9
 
 
+def _is_multimedia(keysym: int) -> bool:
+    return 0x1008FF00 <= keysym <= 0x1008FFFF  # XF86AudioPlay and the like; rebound on demand
+
+
 class Keyboard:
-    def __init__(self, display):
+    def __init__(self, display, wait_until_drawn=None):
+        """`wait_until_drawn()` returns once the screen has stopped changing (capped)."""
         self._display = display
+        self._wait_until_drawn = wait_until_drawn or (lambda: None)
         info = display.display.info
         first, last = info.min_keycode, info.max_keycode
         mapping = display.get_keyboard_mapping(first, last - first + 1)
@@ -45,7 +53,7 @@ class Keyboard:
         spare: list[int] = []
         for offset, syms in enumerate(mapping):
             keycode = first + offset
-            if not any(syms):
+            if all(not sym or _is_multimedia(sym) for sym in syms):
                 spare.append(keycode)
                 continue
             # Keypad keys reach their second level with NumLock, not Shift: KP_0 on the
@@ -83,6 +91,7 @@ class Keyboard:
         if rest > 0:
             self._display.sync()
             time.sleep(rest)
+            self._wait_until_drawn()
         for keycode, keysym in zip(victims, missing):
             old = self._spare[keycode][0]
             if old:
