@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     from cubicle.agent.cli import add_arguments
 
     add_arguments(agent_commands.add_parser("run", help="give the agent one task and watch it work"))
+    worker = agent_commands.add_parser("serve", help="the worker service: start, watch and steer runs over HTTP")
+    worker.add_argument("--host", default="127.0.0.1", help="address the worker listens on (default 127.0.0.1)")
+    worker.add_argument("--port", type=int, default=8001, help="HTTP port (default 8001)")
+    worker.add_argument("--runs-dir", default=None, help="where runs are saved (default $CUBICLE_RUNS_DIR or ./runs)")
+    worker.add_argument("--policy", default=None, metavar="FILE", help="a policy file (TOML): actions it holds wait for approval")
 
     runs = commands.add_parser("runs", help="saved agent runs")
     runs.add_argument("--runs-dir", default=None, help="where runs are saved (default $CUBICLE_RUNS_DIR or ./runs)")
@@ -69,6 +74,10 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.server.main import serve
 
         serve(display=args.display, host=args.host, port=args.port, vnc_port=args.vnc_port)
+    elif args.command == "agent" and args.agent_command == "serve":
+        from cubicle.agent.service import serve as serve_worker
+
+        sys.exit(serve_worker(args.host, args.port, args.runs_dir, args.policy))
     elif args.command == "agent":
         from cubicle.agent.cli import run_task
 

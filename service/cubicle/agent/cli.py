@@ -1,4 +1,5 @@
-"""`cubicle agent run`: one task, live progress in the terminal, the run saved on disk."""
+"""`cubicle agent run`: one task, live progress in the terminal, the run saved on disk; with a
+policy, held actions are put to the person at the terminal."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 import time
 from typing import Any
 
+from .control import RunControl
 from .models import TOOL_VERSIONS, UnknownModel
 
 
@@ -24,6 +26,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--max-tokens", type=int, default=None, help="stop after this many tokens in all")
     parser.add_argument("--max-cost", type=float, default=None, help="stop after this many USD (estimated)")
     parser.add_argument("--runs-dir", default=None, help="where runs are saved (default $CUBICLE_RUNS_DIR or ./runs)")
+    parser.add_argument("--policy", default=None, metavar="FILE",
+                        help="a policy file (TOML): actions it holds wait for your approval in the terminal")
 
 
 class Progress:
@@ -89,19 +93,51 @@ class Progress:
             self.stream.flush()
 
 
+def ask_at_the_terminal(what: dict[str, Any], stream=sys.stdout) -> tuple[bool, str]:
+    """Show a held action and ask whether it may run: (approved, note). Without an answer
+    (end of input) it is denied."""
+    shown = {k: v for k, v in (what.get("input") or {}).items() if k != "action"}
+    stream.write(f"\n  held for approval ({what.get('reason')}):\n    {what.get('tool')}"
+                 f"{': ' + what['name'] if what.get('name') else ''} {shown}\n")
+    stream.flush()
+    try:
+        answer = input("  run it? [y/N, or a reason to deny] ").strip()
+    except EOFError:
+        return False, "nobody was at the terminal to approve it"
+    if answer.lower() in ("y", "yes"):
+        return True, ""
+    return False, "" if answer.lower() in ("", "n", "no") else answer
+
+
+class TerminalControl(RunControl):
+    """Held actions are put to the person at the terminal, in the agent's own thread."""
+
+    def wait_for_decision(self, approval_id: str, what: dict) -> tuple[bool, str]:
+        return ask_at_the_terminal(what)
+
+
 def run_task(args) -> int:
     # Imported here: building the `cubicle` parser must not need the agent extra (anthropic).
     from cubicle.client import DesktopClient
 
     from .loop import Agent, Budgets
+    from .policy import Policy, PolicyError
     from .runs import RunStore
 
+    policy = None
+    if getattr(args, "policy", None):
+        try:
+            policy = Policy.load(args.policy)
+        except PolicyError as error:
+            print(f"cubicle agent: {error}", file=sys.stderr)
+            return 2
     store = RunStore(args.runs_dir)
     progress = Progress()
     with DesktopClient(args.desktop, timeout=120) as desktop:
         try:
             agent = Agent(desktop, args.model, store, desktop_url=args.desktop, tool_version=args.tool_version,
-                          budgets=Budgets(args.max_steps, args.max_tokens, args.max_cost), on_event=progress)
+                          budgets=Budgets(args.max_steps, args.max_tokens, args.max_cost), on_event=progress,
+                          policy=policy, control=TerminalControl() if policy else None)
         except UnknownModel as error:
             print(f"cubicle agent: {error}", file=sys.stderr)
             return 2

@@ -1,5 +1,5 @@
-"""The desktop's HTTP API (FastAPI). `create_app` builds it; `main.serve` runs it."""
+"""The desktop's HTTP API (FastAPI): `app.create_app` builds it, `main.serve` runs it.
 
-from .app import create_app
-
-__all__ = ["create_app"]
+Nothing is imported here, so that `cubicle.server.security` (plain ASGI middleware) can be
+used by the agent worker, which must not load the X11 engine.
+"""
