@@ -1,4 +1,4 @@
-"""Assembles the FastAPI application: routes, errors, auth, body limits."""
+"""Assembles the FastAPI application: routes, errors, auth, body limits, the live viewer."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from .docs import install_docs
 from .routes import router
 from .security import BodyLimit, TokenAuth
 from .service import DesktopService
+from .viewer import install_viewer
+from .vnc_bridge import VNC_PATH, install_vnc_bridge
 
 # -- shell and files (the desktop user's bash and file editor) --
 from . import host_routes
@@ -49,7 +51,10 @@ def create_app(token: str, display: str, vnc_port: int = 5900, app_log: str | No
     # --
     errors.install(app)
     install_docs(app)
+    install_viewer(app)
+    install_vnc_bridge(app, token)
     # Outermost first: oversized bodies are refused before auth reads anything else.
-    app.add_middleware(TokenAuth, token=token)
+    # /vnc checks the token itself, in its first WebSocket message (browsers cannot send headers there).
+    app.add_middleware(TokenAuth, token=token, in_band_websockets=frozenset({VNC_PATH}))
     app.add_middleware(BodyLimit)
     return app

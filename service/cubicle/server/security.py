@@ -1,7 +1,9 @@
 """Access control and request-size limits, as plain ASGI middleware (they cover WebSockets too).
 
 Only the Authorization header counts: a token in a query string would end up in logs and
-browser history, so it is never read from there.
+browser history, so it is never read from there. Browsers cannot set headers on a
+WebSocket: the WebSocket routes named in `in_band_websockets` check the token themselves,
+inside the connection, before anything else happens on it.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import hmac
 import json
 import secrets
 
-# The docs page and its script files hold no data; the schema they load needs the token.
-PUBLIC_PATHS = frozenset({"/health", "/docs"})
-PUBLIC_PREFIXES = ("/docs/static/",)
+# The docs and viewer pages and their script files hold no data; the schema and the screen
+# they load need the token.
+PUBLIC_PATHS = frozenset({"/health", "/docs", "/view"})
+PUBLIC_PREFIXES = ("/docs/static/", "/view/novnc/")
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 
@@ -38,13 +41,16 @@ async def _send_json(send, status: int, code: str, message: str, headers: list |
 
 
 class TokenAuth:
-    def __init__(self, app, token: str):
+    def __init__(self, app, token: str, in_band_websockets: frozenset[str] = frozenset()):
         self.app = app
         self.token = token
+        self.in_band_websockets = in_band_websockets  # WebSocket paths that authenticate in their first message
 
     async def __call__(self, scope, receive, send):
         path = scope.get("path", "")
         if scope["type"] not in ("http", "websocket") or path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket" and path in self.in_band_websockets:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         value = headers.get(b"authorization", b"").decode("latin-1")
