@@ -69,7 +69,7 @@ def test_computer_20250124_clicks_the_terminal_launcher_and_types_a_command(clie
 
     server = fake([first, second, third, fourth])
     try:
-        run = make_agent(client, desktop, server, tmp_path, "claude-sonnet-4-5").run("Write a file from a terminal.")
+        run = make_agent(client, desktop, server, tmp_path, "claude-haiku-4-5").run("Write a file from a terminal.")
         assert server.failure is None, server.failure
         assert run.meta["status"] == "finished", run.meta
         deadline = time.monotonic() + 10
@@ -170,7 +170,7 @@ def test_overloaded_api_is_waited_out_without_losing_the_run(client, desktop, fa
         lambda r: Error(529), lambda r: Error(529), lambda r: Error(429, "rate_limit_error", "slow down"),
         lambda r: message(text("finished after the storm")),
     ])
-    run = make_agent(client, desktop, server, tmp_path, "claude-sonnet-4-5", sleep=waits.append).run("Survive 529s.")
+    run = make_agent(client, desktop, server, tmp_path, "claude-haiku-4-5", sleep=waits.append).run("Survive 529s.")
     assert run.meta["status"] == "finished"
     retries = [e for e in run.events() if e["type"] == "retry"]
     assert len(retries) == 3 and waits == [e["wait_s"] for e in retries]
@@ -180,7 +180,7 @@ def test_overloaded_api_is_waited_out_without_losing_the_run(client, desktop, fa
 
 def test_max_steps_ends_the_run_cleanly(client, desktop, fake, tmp_path):
     server = fake([lambda r: message(tool_use("computer", {"action": "cursor_position"}))] * 10)
-    run = make_agent(client, desktop, server, tmp_path, "claude-sonnet-4-5", budgets=Budgets(max_steps=3)).run("Loop forever.")
+    run = make_agent(client, desktop, server, tmp_path, "claude-haiku-4-5", budgets=Budgets(max_steps=3)).run("Loop forever.")
     assert run.meta["status"] == "finished"
     assert "maximum of 3 steps" in run.meta["stop_reason"]
     assert len(server.requests) == 3
@@ -189,7 +189,7 @@ def test_max_steps_ends_the_run_cleanly(client, desktop, fake, tmp_path):
 
 def test_pruning_keeps_the_prefix_identical_between_prunes(client, desktop, fake, tmp_path):
     server = fake([lambda r: message(tool_use("computer", {"action": "screenshot"}))] * 40)
-    run = make_agent(client, desktop, server, tmp_path, "claude-sonnet-4-5", budgets=Budgets(max_steps=40)).run("Look 40 times.")
+    run = make_agent(client, desktop, server, tmp_path, "claude-haiku-4-5", budgets=Budgets(max_steps=40)).run("Look 40 times.")
 
     def strip(value):
         if isinstance(value, dict):
@@ -233,7 +233,7 @@ def test_model_coordinates_land_exactly_when_screenshots_are_scaled(tmp_path_fac
                 return message(*[tool_use("computer", {"action": "left_click", "coordinate": list(p)}) for p in clicked["points"]])
 
             server = fake([find_and_click, lambda r: message(text("clicked"))])
-            run = make_agent(client, big, server, tmp_path, "claude-sonnet-4-5").run("Click the red square.")
+            run = make_agent(client, big, server, tmp_path, "claude-haiku-4-5").run("Click the red square.")
             assert server.failure is None, server.failure
             assert clicked["size"] == (1429, 804)  # 1920x1080 shrunk to the older models' limit
             assert run.events()[0]["image"] == {"width": 1429, "height": 804}
@@ -266,7 +266,7 @@ def test_bash_and_editor_tools_work_inside_the_desktop(client, desktop, fake, tm
         record(message(tool_use("bash", {"command": "exit 3"}))),
         record(message(text("done"))),
     ])
-    run = make_agent(client, desktop, server, tmp_path, "claude-sonnet-4-5").run("Edit a file.")
+    run = make_agent(client, desktop, server, tmp_path, "claude-haiku-4-5").run("Edit a file.")
     assert server.failure is None, server.failure
     assert run.meta["status"] == "finished"
     bash_result, several, none, replaced, inserted, viewed, relative, exited = [results[0] for results in seen]
@@ -301,7 +301,7 @@ def test_a_run_killed_mid_way_keeps_its_log(desktop, fake, tmp_path):
     env = dict(os.environ, ANTHROPIC_API_KEY=API_KEY, ANTHROPIC_BASE_URL=server.url, CUBICLE_TOKEN=desktop.token)
     worker = subprocess.Popen(
         [sys.executable, "-m", "cubicle", "agent", "run", "Move the mouse, then think a long time.",
-         "--desktop", desktop.url, "--model", "claude-sonnet-4-5", "--runs-dir", str(runs_dir)],
+         "--desktop", desktop.url, "--model", "claude-haiku-4-5", "--runs-dir", str(runs_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     assert thinking.wait(60), worker.stdout.read1().decode() if worker.poll() is not None else "no third request"
@@ -336,7 +336,7 @@ def test_ctrl_c_ends_the_run_cleanly_with_the_log_saved(desktop, fake, tmp_path)
     env = dict(os.environ, ANTHROPIC_API_KEY=API_KEY, ANTHROPIC_BASE_URL=server.url, CUBICLE_TOKEN=desktop.token)
     worker = subprocess.Popen(
         [sys.executable, "-m", "cubicle", "agent", "run", "Think, then be interrupted.", "--desktop", desktop.url,
-         "--model", "claude-sonnet-4-5", "--runs-dir", str(runs_dir)],
+         "--model", "claude-haiku-4-5", "--runs-dir", str(runs_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     assert thinking.wait(60)

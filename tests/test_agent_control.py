@@ -23,7 +23,7 @@ reason = "recursive delete"
 
 def agent_for(client, desktop, server, tmp_path, control, policy=None):
     api = anthropic.Anthropic(api_key="sk-ant-test-control-0000", base_url=server.url, max_retries=0)
-    return Agent(client, "claude-sonnet-4-5", RunStore(tmp_path / "runs"), desktop_url=desktop.url,
+    return Agent(client, "claude-haiku-4-5", RunStore(tmp_path / "runs"), desktop_url=desktop.url,
                  anthropic_client=api, control=control, policy=policy, sleep=lambda s: None)
 
 

@@ -29,7 +29,7 @@ from fake_anthropic import FakeAnthropic, message, text, tool_results, tool_use
 
 API_KEY = "sk-ant-test-" + "w" * 24
 WORKER_TOKEN = "worker-token-" + os.urandom(8).hex()
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-haiku-4-5"
 HOLD_RM = "[[hold]]\ntool = \"bash\"\ncommand = 'rm\\s+-rf'\nreason = \"recursive delete\"\n"
 
 

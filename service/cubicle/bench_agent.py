@@ -54,7 +54,7 @@ def run_agent_bench(client: DesktopClient, desktop_url: str, steps: int,
     try:
         with tempfile.TemporaryDirectory(prefix="cubicle-bench-runs-") as runs_dir:
             agent = Agent(
-                client, "claude-sonnet-4-5", RunStore(runs_dir), desktop_url=desktop_url,
+                client, "claude-haiku-4-5", RunStore(runs_dir), desktop_url=desktop_url,
                 anthropic_client=anthropic.Anthropic(api_key="scripted", base_url=api.url, max_retries=0),
                 budgets=Budgets(max_steps=steps + 1),
                 on_event=lambda event: marks.append((event["type"], time.perf_counter(), event)),
