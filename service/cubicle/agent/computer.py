@@ -11,7 +11,9 @@ import base64
 from dataclasses import dataclass, field
 from typing import Any
 
-from cubicle.actions import ActionResponse, ImageData
+from pydantic import TypeAdapter, ValidationError
+
+from cubicle.actions import Action, ActionResponse, ImageData
 from cubicle.client import CubicleError, DesktopClient
 
 HALT_TEXT = "Not executed: an earlier computer action in this turn failed."
@@ -40,6 +42,20 @@ class ToolOutcome:
         return blocks or [{"type": "text", "text": "ok"}]
 
 
+_ACTION = TypeAdapter(Action)
+
+
+def _input_problem(action: dict[str, Any]) -> str | None:
+    """What is wrong with one action's input, in the desktop API's own words, or None."""
+    try:
+        _ACTION.validate_python(action)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"][1:]) or "input"
+        return f"Invalid input for {action.get('action')}: {where}: {first['msg']}"
+    return None
+
+
 def _image(data: ImageData) -> tuple[bytes, str]:
     return base64.b64decode(data.data), data.media_type
 
@@ -49,7 +65,9 @@ class ComputerTool:
         self.client = client
         self.version = version
         self.image_size = image_size
-        self.image_options = {"format": image_format, "max_width": image_size[0], "max_height": image_size[1]}
+        # No size limits: with coordinate_space given, the desktop renders screenshots at exactly
+        # that size (limits would be rounded separately and could come out a pixel off).
+        self.image_options = {"format": image_format}
 
     @property
     def is_toolset(self) -> bool:
@@ -97,13 +115,29 @@ class ComputerTool:
 
     def _run_batch(self, calls: list[tuple[str, dict[str, Any]]], screenshot: bool) -> list[ToolOutcome]:
         actions = [{**tool_input, "action": member} for member, tool_input in calls]
+        # Malformed input is caught here, member by member, so the error lands on the right
+        # block and the blocks before it still run.
+        for index, action in enumerate(actions):
+            problem = _input_problem(action)
+            if problem:
+                done = self._run_batch(calls[:index], screenshot=False) if index else []
+                if any(outcome.is_error for outcome in done):
+                    return done + [ToolOutcome(HALT_TEXT, True) for _ in calls[index:]]
+                return done + [ToolOutcome(problem, True)] + [ToolOutcome(HALT_TEXT, True) for _ in calls[index + 1:]]
         try:
             response = self._send(actions, screenshot)
         except CubicleError as error:
-            if error.response is None:
-                return [ToolOutcome(error.message, True)] + [ToolOutcome(HALT_TEXT, True) for _ in calls[1:]]
-            results = error.response.results
-            failed = next(i for i, r in enumerate(results) if r.status == "error")
+            results = error.response.results if error.response is not None else []
+            failed = next((i for i, r in enumerate(results) if r.status == "error"), None)
+            if failed is None:
+                # Nothing failed on its own (e.g. the final screenshot could not be taken, or
+                # X went away before the first action): report it on the first block not done.
+                first = next((i for i, r in enumerate(results) if r.status != "ok"), len(results))
+                done = [self._outcome(calls[i][0], r, None) for i, r in enumerate(results[:first])]
+                if first >= len(calls):
+                    done[-1] = ToolOutcome(f"The actions ran, but no screenshot could be taken: {error.message}", True)
+                    return done
+                return done + [ToolOutcome(error.message, True)] + [ToolOutcome(HALT_TEXT, True) for _ in calls[first + 1:]]
             if failed > 0 and all(r.status == "not_executed" for r in results[:failed]):
                 # The desktop refused the whole batch before running it; the toolset's rule is
                 # that the actions before the bad one still happen.

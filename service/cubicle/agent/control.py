@@ -4,6 +4,7 @@ approve or deny a held action. The loop calls the `wait_*`/`take_*` side between
 from __future__ import annotations
 
 import threading
+import time
 
 
 class Stopped(Exception):
@@ -71,6 +72,19 @@ class RunControl:
             if self._stopped:
                 raise Stopped()
             return waited
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake up and raise Stopped as soon as the run is stopped."""
+        deadline = time.monotonic() + seconds
+        with self._changed:
+            while not self._stopped and (left := deadline - time.monotonic()) > 0:
+                self._changed.wait(left)
+            if self._stopped:
+                raise Stopped()
+
+    @property
+    def has_messages(self) -> bool:
+        return bool(self._messages)
 
     def take_messages(self) -> list[str]:
         with self._changed:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import anthropic
+import httpx
 from PIL import Image
 
-from cubicle.client import DesktopClient
+from cubicle.client import CubicleError, DesktopClient
 
 from .computer import HALT_TEXT, ComputerTool, ToolOutcome
 from .control import RunControl, Stopped
@@ -29,6 +30,8 @@ from .runs import Run, RunStore
 
 INTERRUPTED_TEXT = "The human interrupted the agent here: this action was not carried out."
 STOPPED_TEXT = "The human stopped the run here: this action was not carried out."
+CUT_OFF_TEXT = ("Not executed: this tool call was cut off at the output token limit. "
+                "Send it again, in smaller parts if it is long.")
 RETRYABLE = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError)
 
 
@@ -61,7 +64,7 @@ class Agent:
         max_output_tokens: int = 4096,
         image_format: str = "png",
         on_event: Callable[[dict[str, Any]], None] | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         control: RunControl | None = None,
         policy: Policy | None = None,
     ):
@@ -74,11 +77,12 @@ class Agent:
         self.max_output_tokens = max_output_tokens
         self.image_format = image_format
         self.on_event = on_event or (lambda event: None)
-        self.sleep = sleep
+        self.control = control or RunControl()
+        self.sleep = sleep or self.control.sleep  # a stop ends a wait for the model API at once
         self.bash = BashTool(desktop)
         self.editor = EditorTool(desktop)
-        self.control = control or RunControl()
         self.policy = policy
+        self._answered: dict[str, ToolOutcome] = {}  # this turn's tool_use id -> its outcome
 
     # -- logging ------------------------------------------------------------------------
 
@@ -133,10 +137,15 @@ class Agent:
             text = INTERRUPTED_TEXT if by_ctrl_c else STOPPED_TEXT
             pending = conversation.pending_tool_uses()
             if pending:
-                conversation.add_user([self._result_block(block, ToolOutcome(text, True)) for block in pending])
+                # Blocks that already ran keep their real results; only the rest are "not done".
+                conversation.add_user([
+                    self._result_block(block, self._answered.get(block["id"]) or ToolOutcome(text, True))
+                    for block in pending
+                ])
                 for block in pending:
-                    self._log(run, "result", step=run.meta["totals"]["steps"], tool_use_id=block["id"], is_error=True,
-                              text=text, duration_ms=0)
+                    if block["id"] not in self._answered:
+                        self._log(run, "result", step=run.meta["totals"]["steps"], tool_use_id=block["id"],
+                                  is_error=True, text=text, duration_ms=0)
             if by_ctrl_c:
                 self._finish(run, "interrupted", "stopped by the human (Ctrl-C)")
             else:
@@ -186,9 +195,13 @@ class Agent:
             conversation.add_assistant(content)
             tool_uses = [block for block in content if block.get("type") == "tool_use"]
             if tool_uses:
-                conversation.add_user(self._run_tools(run, step, tool_uses))
+                # At the output limit the last tool call may be cut short: never run half of it.
+                truncated = tool_uses[-1] if response.stop_reason == "max_tokens" else None
+                conversation.add_user(self._run_tools(run, step, tool_uses, truncated))
                 continue
             if response.stop_reason == "end_turn" or response.stop_reason == "stop_sequence":
+                if self.control.has_messages:
+                    continue  # a human wrote while the model was finishing: let it answer
                 raise RunEnded("finished", "the model ended its turn")
             if response.stop_reason == "max_tokens":
                 conversation.add_user([{"type": "text", "text": "Your last message was cut off at the output limit. Continue."}])
@@ -235,7 +248,7 @@ class Agent:
                 headers = getattr(getattr(error, "response", None), "headers", None) or {}
                 retry_after = headers.get("retry-after", "")
                 if retry_after.replace(".", "", 1).isdigit():
-                    wait = min(300.0, float(retry_after))
+                    wait = min(300.0, max(1.0, float(retry_after)))
                 if waited + wait > self.budgets.max_wait_s:
                     raise RunEnded("failed", f"the model API kept failing for {waited:.0f} s: {error}") from None
                 self._log(run, "retry", step=step, error=f"{type(error).__name__}: {getattr(error, 'status_code', '')} {error}"[:500], wait_s=wait)
@@ -262,7 +275,10 @@ class Agent:
         tool, name = self._tool_and_name(block)
         title = None
         if self.policy.needs_window_title:
-            focused = [w for w in self.desktop.windows() if w.focused]
+            try:
+                focused = [w for w in self.desktop.windows() if w.focused]
+            except (httpx.HTTPError, CubicleError):
+                focused = []  # unknown title: a rule that needs one does not match
             title = focused[0].title if focused else None
         hold = self.policy.check(tool, name, tool_input, title)
         if hold is None:
@@ -277,8 +293,9 @@ class Agent:
             return None
         return ToolOutcome(f"A human denied this action ({hold.reason})" + (f": {note}" if note else "."), is_error=True)
 
-    def _run_tools(self, run: Run, step: int, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        outcomes: list[ToolOutcome] = []
+    def _run_tools(self, run: Run, step: int, blocks: list[dict[str, Any]],
+                   truncated: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        self._answered = {}
         failed = False
         index = 0
         while index < len(blocks):
@@ -286,14 +303,22 @@ class Agent:
                 raise Stopped()
             block = blocks[index]
             if failed:
-                outcomes.append(ToolOutcome(HALT_TEXT, True))
+                self._answered[block["id"]] = ToolOutcome(HALT_TEXT, True)
+                index += 1
+                continue
+            if block is truncated:
+                self._answered[block["id"]] = ToolOutcome(CUT_OFF_TEXT, True)
+                failed = True
                 index += 1
                 continue
             if block.get("toolset_name") == "computer":
                 # Consecutive computer members of a turn run as one desktop batch, up to the
-                # first one a human denies.
+                # first one a human denies. A rule on the focused window's title is checked
+                # right before its action, so then each member goes alone.
                 end, denied = index, None
-                while end < len(blocks) and blocks[end].get("toolset_name") == "computer":
+                while end < len(blocks) and blocks[end].get("toolset_name") == "computer" and blocks[end] is not truncated:
+                    if end > index and self.policy is not None and self.policy.needs_window_title:
+                        break
                     denied = self._approval(run, step, blocks[end])
                     if denied:
                         break
@@ -303,29 +328,40 @@ class Agent:
                     for b in batch:
                         self._log_action(run, step, b)
                     started = time.monotonic()
-                    batch_outcomes = self.computer.run_batch([(b["name"], b.get("input") or {}) for b in batch])
-                    self._log_results(run, step, batch, batch_outcomes, started, len(outcomes))
-                    outcomes += batch_outcomes
+                    batch_outcomes = self._guard(lambda: self.computer.run_batch(
+                        [(b["name"], b.get("input") or {}) for b in batch]), len(batch))
+                    self._log_results(run, step, batch, batch_outcomes, started, len(self._answered))
+                    self._answered.update({b["id"]: o for b, o in zip(batch, batch_outcomes)})
                     failed = any(o.is_error for o in batch_outcomes)
                 if denied:
-                    outcomes.append(denied)
+                    self._answered[blocks[end]["id"]] = denied
                     failed = True
                     end += 1
                 index = end
                 continue
             denied = self._approval(run, step, block)
             if denied:
-                outcomes.append(denied)
+                self._answered[block["id"]] = denied
                 failed = True
                 index += 1
                 continue
             self._log_action(run, step, block)
             started = time.monotonic()
-            outcome = self._run_one(block)
-            self._log_results(run, step, [block], [outcome], started, len(outcomes))
-            outcomes.append(outcome)
+            (outcome,) = self._guard(lambda: [self._run_one(block)], 1)
+            self._log_results(run, step, [block], [outcome], started, len(self._answered))
+            self._answered[block["id"]] = outcome
             index += 1
-        return [self._result_block(block, outcome) for block, outcome in zip(blocks, outcomes)]
+        return [self._result_block(block, self._answered[block["id"]]) for block in blocks]
+
+    @staticmethod
+    def _guard(action: Callable[[], list[ToolOutcome]], count: int) -> list[ToolOutcome]:
+        """A desktop that cannot be reached fails the action, not the run: the model is told
+        and may wait and try again."""
+        try:
+            return action()
+        except httpx.HTTPError as error:
+            text = f"The desktop could not be reached ({type(error).__name__}: {error}); wait a moment and try again."
+            return [ToolOutcome(text, True)] + [ToolOutcome(HALT_TEXT, True) for _ in range(count - 1)]
 
     def _run_one(self, block: dict[str, Any]) -> ToolOutcome:
         name, tool_input = block.get("name"), block.get("input") or {}
