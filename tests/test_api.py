@@ -178,3 +178,13 @@ def test_clipboard_round_trip(client):
     text = "clipboard ✓ 中文 😀\nsecond line"
     client.set_clipboard(text)
     assert client.get_clipboard() == text
+
+
+def test_an_oversized_streamed_body_is_a_413_too(http, desktop):
+    def chunks():  # no Content-Length: the limit must hold while the body streams in
+        for _ in range(40):
+            yield b"x" * 100_000
+
+    response = http.post("/actions", content=chunks(), headers={**auth(desktop), "Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"

@@ -108,3 +108,16 @@ def test_stopping_the_desktop_stops_everything(tmp_path):
     time.sleep(1)
     alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]]
     assert alive == []
+
+
+def test_the_token_is_not_in_the_environment_of_the_desktop_programs(own_desktop, tmp_path):
+    dump = tmp_path / "env.txt"
+    launched = httpx.post(own_desktop.url + "/apps/launch",
+                          json={"command": ["sh", "-c", f"env > {dump}"], "wait_for_window": False},
+                          headers={"Authorization": f"Bearer {own_desktop.token}"}, timeout=30)
+    assert launched.status_code == 200
+    wait_until(lambda: dump.exists() and dump.stat().st_size > 0, 10, "the launched program wrote its environment")
+    assert own_desktop.token not in dump.read_text()
+    for name in ("openbox", "tint2", "x11vnc", "server"):
+        environ = open(f"/proc/{program_pid(own_desktop, name)}/environ", "rb").read()
+        assert own_desktop.token.encode() not in environ, name

@@ -236,7 +236,11 @@ def test_the_token_stays_out_of_urls_and_log_files(desktop, client, recorder, pa
     page.reload()  # the token kept in sessionStorage serves a reload
     wait_for_status(page, "connected")
     assert page.url.endswith("/view#interactive=1")
+    token_file = desktop.state_dir / "token"  # where the server reads it from: owner-only, on purpose
+    assert token_file.stat().st_mode & 0o777 == 0o600
     for path in desktop.state_dir.rglob("*"):
+        if path == token_file:
+            continue
         if path.is_file() and not path.is_socket():
             assert desktop.token.encode() not in path.read_bytes(), path
 

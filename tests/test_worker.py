@@ -251,7 +251,7 @@ def test_stop_mid_run_answers_the_pending_tool_use_and_ends_the_run(worker):
     for verb, body in (("stop", None), ("pause", None), ("resume", None), ("message", {"text": "hello?"})):
         refused = w.request("POST", f"/runs/{run_id}/{verb}", json=body)
         assert refused.status_code == 409, refused.text
-        assert refused.json()["error"] == {"code": "run_not_active", "message": refused.json()["error"]["message"]}
+        assert refused.json()["error"]["code"] == "run_not_active"
         assert f"Run {run_id} is stopped" in refused.json()["error"]["message"]
 
 

@@ -173,9 +173,15 @@ def run_desktop(args) -> int:
         return 2
     env = desktop_environment(display, size, args.port, args.host, args.vnc_port, str(state_dir))
     # Made here, not by the server, so it is shown on this terminal and never lands in a log.
-    generated_token = None if env.get("CUBICLE_TOKEN", "").strip() else secrets.token_urlsafe(32)
-    if generated_token:
-        env["CUBICLE_TOKEN"] = generated_token
+    # The server gets it through a file only it reads: in the environment it would reach
+    # openbox, the panel and every app started from them (`env` in a terminal would show it).
+    given = env.pop("CUBICLE_TOKEN", "").strip()
+    generated_token = None if given else secrets.token_urlsafe(32)
+    token_file = state_dir / "token"
+    token_file.touch(mode=0o600)
+    token_file.chmod(0o600)
+    token_file.write_text(given or generated_token)
+    env["CUBICLE_TOKEN_FILE"] = str(token_file)
 
     _become_subreaper()
     supervisord = subprocess.Popen(

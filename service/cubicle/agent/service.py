@@ -259,10 +259,17 @@ class Decision(BaseModel):
 
 
 def _desktop_url(value: str) -> str:
-    url = value.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+    """One spelling per desktop (scheme and host in lower case, the port explicit), so that
+    two spellings of one desktop cannot both get a run."""
+    try:
+        url = httpx.URL(value.strip())
+    except (httpx.InvalidURL, TypeError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
         raise WorkerError(422, "invalid_request", f"desktop must be an http:// or https:// URL, not {value!r}.")
-    return url
+    port = url.port or (443 if url.scheme == "https" else 80)
+    path = url.path.rstrip("/")
+    return f"{url.scheme}://{url.host.lower()}:{port}{path}"
 
 
 def _desktop_failure(url: str, error: Exception) -> WorkerError:
@@ -312,7 +319,15 @@ class RunManager:
             profile_for(model, request.tool_version)
         except UnknownModel as error:
             raise WorkerError(422, "unknown_model", str(error)) from None
-        token = request.desktop_token if request.desktop_token is not None else os.environ.get("CUBICLE_TOKEN", "")
+        # The worker's own desktop token goes only to its default desktop, never to a URL a
+        # caller names: that would hand the token to whoever listens there.
+        if request.desktop_token is not None:
+            token = request.desktop_token
+        elif url == _desktop_url(self.default_desktop):
+            token = os.environ.get("CUBICLE_TOKEN", "")
+        else:
+            raise WorkerError(422, "invalid_request",
+                              f"desktop_token is needed for {url}: the worker's own token is only sent to its default desktop.")
         RunStore.add_secret(token)
         api = self.anthropic_factory()
         RunStore.add_secret(getattr(api, "api_key", None))
@@ -577,7 +592,7 @@ async def _stream_events(websocket: WebSocket, run: Run, hub: EventHub | None) -
     """Every event on disk, then each new one as it comes, until run_finished."""
     # Listen first, then read the disk: an event written in between arrives twice, never
     # not at all, and the copy is recognised by its seq.
-    queue = hub.subscribe() if hub else None
+    subscription = queue = hub.subscribe() if hub else None
     receiver: asyncio.Task | None = None
     getter: asyncio.Task | None = None
     try:
@@ -616,8 +631,8 @@ async def _stream_events(websocket: WebSocket, run: Run, hub: EventHub | None) -
         for task in (receiver, getter):
             if task is not None:
                 task.cancel()
-        if hub is not None and queue is not None:
-            hub.unsubscribe(queue)
+        if hub is not None and subscription is not None:
+            hub.unsubscribe(subscription)
 
 
 # -- `cubicle agent serve` ------------------------------------------------------------------

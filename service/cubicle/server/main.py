@@ -27,10 +27,21 @@ def _keep_freed_memory() -> None:
         pass  # not glibc: nothing to tune
 
 
+def _read_token() -> str:
+    """CUBICLE_TOKEN, else the file CUBICLE_TOKEN_FILE names. Taken out of the environment
+    afterwards, so the apps, shells and clipboard helpers this server starts never see it."""
+    token = os.environ.pop("CUBICLE_TOKEN", "").strip()
+    path = os.environ.get("CUBICLE_TOKEN_FILE")
+    if not token and path:
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    return token
+
+
 def serve(display: str | None, host: str, port: int, vnc_port: int) -> None:
     _keep_freed_memory()
     display = display or os.environ.get("DISPLAY") or ":0"
-    token = os.environ.get("CUBICLE_TOKEN", "").strip()
+    token = _read_token()
     if not token:
         token = new_token()
         # Printed once, to the console of whoever started the server; never logged per request.

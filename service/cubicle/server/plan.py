@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from cubicle import actions as a
@@ -25,7 +25,6 @@ class Step:
     run: Callable[[x11.X11Desktop], dict[str, Any] | None]
     changes_screen: bool = True  # input that may redraw: a later capture waits for quiet
     captures: bool = False  # screenshot / zoom: wants a settled screen first
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class PlanError(Exception):
@@ -97,6 +96,13 @@ class Planner:
     # -- planning -----------------------------------------------------------------------
 
     def plan(self, request: a.ActionRequest, capture_step) -> list[Step]:
+        # The X thread is the desktop's one lane: one batch may not hold it for hours.
+        waited = sum(getattr(action, "duration", 0) or 0 for action in request.actions)
+        if waited > a.MAX_DURATION_S:
+            raise PlanError(0, ApiError(
+                422, "batch_too_long",
+                f"The batch's wait and hold_key durations add up to {waited:g} s; at most {a.MAX_DURATION_S:g} s per batch.",
+            ))
         steps = []
         for index, action in enumerate(request.actions):
             try:

@@ -67,10 +67,6 @@ class TokenAuth:
         )
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodyLimit:
     """Refuses bodies over MAX_BODY_BYTES with 413 before they are parsed."""
 
@@ -86,25 +82,23 @@ class BodyLimit:
         if length is not None and length.isdigit() and int(length) > self.limit:
             return await _send_json(send, 413, "body_too_large", message)
         received = 0
-        started = False
+        refused = False
 
         async def counting_receive():
-            nonlocal received
+            # The framework turns an exception raised while reading into its own 400, so an
+            # oversized streamed body is answered here and the app sees the client leave.
+            nonlocal received, refused
             event = await receive()
-            if event["type"] == "http.request":
+            if event["type"] == "http.request" and not refused:
                 received += len(event.get("body", b""))
                 if received > self.limit:
-                    raise _BodyTooLarge()
+                    refused = True
+                    await _send_json(send, 413, "body_too_large", message)
+                    return {"type": "http.disconnect"}
             return event
 
-        async def tracking_send(event):
-            nonlocal started
-            if event["type"] == "http.response.start":
-                started = True
-            await send(event)
+        async def guarded_send(event):
+            if not refused:  # once refused, nothing the app says reaches the client
+                await send(event)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, "body_too_large", message)
+        await self.app(scope, counting_receive, guarded_send)

@@ -38,8 +38,10 @@ class DesktopService:
         return await asyncio.get_running_loop().run_in_executor(self._x_thread, partial(function, *args))
 
     def close(self) -> None:
-        self._x_thread.shutdown(wait=False, cancel_futures=True)
-        self.desktop.close()
+        # On the X thread, after whatever runs there now: python-xlib is never used from two
+        # threads, and the SHM segment is not detached under a capture.
+        self._x_thread.submit(self.desktop.close)
+        self._x_thread.shutdown(wait=True, cancel_futures=True)
 
     # -- screenshots --------------------------------------------------------------------
 
@@ -110,8 +112,9 @@ class DesktopService:
                     desktop.mark_changes()
                     screen_dirty = False
                 output = step.run(desktop) or {}
-            except x11.X11Error as error:
-                failure = from_engine_error(error)
+            except Exception as error:  # the batch's results so far must reach the client
+                failure = from_engine_error(error) if isinstance(error, x11.X11Error) else ApiError(
+                    500, "desktop_error", f"{type(error).__name__}: {error}")
                 results.append(a.ActionResult(
                     index=step.index, action=step.name, status="error",
                     error=a.ErrorBody(code=failure.code, message=failure.message),

@@ -15,7 +15,7 @@ from Xlib.error import ConnectionClosedError, DisplayError, XError
 
 from . import pointer
 from .apps import Clipboard, Launcher
-from .errors import DisplayUnavailable
+from .errors import DisplayUnavailable, X11Error
 from .keyboard import Keyboard
 from .settle import DamageWatcher, SettleReport
 from .shm import ShmGrabber
@@ -51,6 +51,14 @@ class _Connection:
 
     def __init__(self, name: str):
         self.display = xdisplay.Display(name)
+        self.grabber: ShmGrabber | None = None
+        try:
+            self._set_up()
+        except Exception:
+            self.close()  # nothing half-built may outlive a failed connect
+            raise
+
+    def _set_up(self) -> None:
         self.screen = self.display.screen()
         self.root = self.screen.root
         self.width = self.screen.width_in_pixels
@@ -58,7 +66,7 @@ class _Connection:
         self.display.xfixes_query_version()
         self.display.damage_query_version()
         try:
-            self.grabber: ShmGrabber | None = ShmGrabber(self.display, self.root, self.width, self.height)
+            self.grabber = ShmGrabber(self.display, self.root, self.width, self.height)
         except OSError:
             self.grabber = None  # no MIT-SHM, or a remote display: fall back to GetImage
         self.damage = DamageWatcher(self.display, self.root)
@@ -102,20 +110,23 @@ class X11Desktop:
             self._connection.close()
             self._connection = None
 
-    def _run(self, operation):
-        """Run operation(connection). A connection that broke (X restarted) is replaced and
-        the operation tried once more on the new server before giving up with a 503."""
+    def _run(self, operation, retry: bool = True):
+        """Run operation(connection). A connection that broke (X restarted) is replaced; a
+        read (retry=True) is tried once more on the new server, input is not: part of it may
+        have reached the old one, and repeating it could type twice."""
         for attempt in (1, 2):
             connection = self._connect()
             try:
                 return operation(connection)
             except _CONNECTION_ERRORS as error:
                 self._drop()
-                if attempt == 2:
+                if attempt == 2 or not retry:
                     raise DisplayUnavailable(
                         f"Lost the connection to the X display {self.display_name} ({error}). "
                         "Retry in a few seconds."
                     ) from None
+            except XError as error:
+                raise X11Error(f"The X server refused a request: {error}") from None
 
     def close(self) -> None:
         self._drop()
@@ -158,7 +169,7 @@ class X11Desktop:
             pointer.move(c.display, x, y)
             c.display.sync()
 
-        self._run(run)
+        self._run(run, retry=False)
 
     def _with_modifiers(self, c: _Connection, modifiers: list[int], action) -> None:
         held = c.keyboard.press_keysyms(modifiers) if modifiers else []
@@ -175,7 +186,7 @@ class X11Desktop:
                 pointer.move(c.display, *at)
             self._with_modifiers(c, list(modifiers), lambda: pointer.click(c.display, c.root, pointer.BUTTONS[button], count))
 
-        self._run(run)
+        self._run(run, retry=False)
 
     def button(self, down: bool, at: tuple[int, int] | None = None, button: str = "left") -> None:
         def run(c: _Connection) -> None:
@@ -184,14 +195,14 @@ class X11Desktop:
             pointer.button(c.display, pointer.BUTTONS[button], down)
             c.display.sync()
             if not down:
-                pointer.wait_until_released(c.display, c.root)
+                pointer.wait_until_released(c.display, c.root, pointer.BUTTONS[button])
 
-        self._run(run)
+        self._run(run, retry=False)
 
     def drag(self, path: list[tuple[int, int]], button: str = "left", modifiers: list[int] = ()) -> None:
         self._run(lambda c: self._with_modifiers(
             c, list(modifiers), lambda: pointer.drag(c.display, c.root, path, pointer.BUTTONS[button])
-        ))
+        ), retry=False)
 
     def scroll(self, direction: str, amount: int, at: tuple[int, int] | None = None, modifiers: list[int] = ()) -> None:
         def run(c: _Connection) -> None:
@@ -199,7 +210,7 @@ class X11Desktop:
                 pointer.move(c.display, *at)
             self._with_modifiers(c, list(modifiers), lambda: pointer.scroll(c.display, c.root, direction, amount))
 
-        self._run(run)
+        self._run(run, retry=False)
 
     # -- keyboard -----------------------------------------------------------------------
 
@@ -210,7 +221,7 @@ class X11Desktop:
                     c.keyboard.tap_combo(combo)
             c.display.sync()
 
-        self._run(run)
+        self._run(run, retry=False)
 
     def hold(self, keysyms: list[int], duration_s: float) -> None:
         def run(c: _Connection) -> None:
@@ -222,10 +233,10 @@ class X11Desktop:
                 c.keyboard.release_keycodes(held)
                 c.display.sync()
 
-        self._run(run)
+        self._run(run, retry=False)
 
     def type_keysyms(self, keysyms: list[int]) -> None:
-        self._run(lambda c: c.keyboard.type_keysyms(keysyms))
+        self._run(lambda c: c.keyboard.type_keysyms(keysyms), retry=False)
 
     # -- settling -----------------------------------------------------------------------
 
@@ -248,10 +259,10 @@ class X11Desktop:
         return self._run(lambda c: c.windows.client_ids())
 
     def activate(self, window_id: int) -> bool:
-        return self._run(lambda c: c.windows.activate(window_id))
+        return self._run(lambda c: c.windows.activate(window_id), retry=False)
 
     def close_window(self, window_id: int) -> bool:
-        return self._run(lambda c: c.windows.close(window_id))
+        return self._run(lambda c: c.windows.close(window_id), retry=False)
 
 
 def probe(display_name: str) -> dict[str, bool]:

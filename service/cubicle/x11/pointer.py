@@ -11,7 +11,8 @@ from Xlib.ext import xtest
 BUTTONS = {"left": 1, "middle": 2, "right": 3}
 WHEEL_BUTTONS = {"up": 4, "down": 5, "left": 6, "right": 7}
 
-_ANY_BUTTON_MASK = X.Button1Mask | X.Button2Mask | X.Button3Mask | X.Button4Mask | X.Button5Mask
+# Button numbers 1-5 have a state bit; 6 and 7 (horizontal wheel) have none.
+_BUTTON_MASKS = {1: X.Button1Mask, 2: X.Button2Mask, 3: X.Button3Mask, 4: X.Button4Mask, 5: X.Button5Mask}
 # How long to wait for the window manager to let go of a click (see wait_until_released).
 RELEASE_CAP_S = 0.5
 
@@ -29,7 +30,7 @@ def button(display, number: int, down: bool) -> None:
     xtest.fake_input(display, X.ButtonPress if down else X.ButtonRelease, number)
 
 
-def wait_until_released(display, root) -> None:
+def wait_until_released(display, root, number: int) -> None:
     """Return once the X server has processed our button releases.
 
     A click-to-focus window manager grabs the pointer synchronously on a press: the pointer
@@ -38,8 +39,11 @@ def wait_until_released(display, root) -> None:
     While the release still waits in the frozen queue the server reports the button as down,
     so polling the button mask tells, without side effects, when the click has gone through.
     """
+    mask = _BUTTON_MASKS.get(number, 0)
     deadline = time.monotonic() + RELEASE_CAP_S
-    while root.query_pointer().mask & _ANY_BUTTON_MASK and time.monotonic() < deadline:
+    # Only our button counts: another one held on purpose (left_mouse_down, a VNC viewer)
+    # must not make every click wait for the cap.
+    while mask and root.query_pointer().mask & mask and time.monotonic() < deadline:
         time.sleep(0.001)
 
 
@@ -48,7 +52,7 @@ def click(display, root, number: int, count: int) -> None:
         button(display, number, True)
         button(display, number, False)
     display.sync()
-    wait_until_released(display, root)
+    wait_until_released(display, root, number)
 
 
 def scroll(display, root, direction: str, amount: int) -> None:
@@ -57,7 +61,7 @@ def scroll(display, root, direction: str, amount: int) -> None:
         button(display, wheel, True)
         button(display, wheel, False)
     display.sync()
-    wait_until_released(display, root)
+    wait_until_released(display, root, wheel)
 
 
 def interpolate(path: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -82,7 +86,7 @@ def drag(display, root, path: list[tuple[int, int]], number: int = 1) -> None:
     display.sync()
     button(display, number, False)
     display.sync()
-    wait_until_released(display, root)
+    wait_until_released(display, root, number)
 
 
 def position(display, root) -> tuple[int, int]:

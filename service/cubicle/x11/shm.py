@@ -98,18 +98,20 @@ class ShmGrabber:
         self._address = address
         self._segment = display.display.allocate_resource_id()
         errors: list[Exception] = []
-        _Attach(
-            display=display.display,
-            onerror=errors.append,
-            opcode=self._opcode,
-            shmseg=self._segment,
-            shmid=self._shmid,
-            read_only=False,
-        )
-        display.sync()
-        # Marked for removal now, so the segment vanishes with us even if we crash; it lives
-        # on while attached.
-        _libc.shmctl(self._shmid, _IPC_RMID, None)
+        try:
+            _Attach(
+                display=display.display,
+                onerror=errors.append,
+                opcode=self._opcode,
+                shmseg=self._segment,
+                shmid=self._shmid,
+                read_only=False,
+            )
+            display.sync()
+        finally:
+            # Marked for removal now (even if X died meanwhile), so the segment vanishes with
+            # us whatever happens; it lives on while attached.
+            _libc.shmctl(self._shmid, _IPC_RMID, None)
         if errors:
             _libc.shmdt(self._address)
             raise OSError(f"the X server refused the shared memory segment: {errors[0]}")
