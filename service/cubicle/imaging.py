@@ -93,7 +93,7 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def encode_png(image: Image.Image) -> bytes:
     """An 8-bit RGB PNG with filter type 0 (none) on every row."""
-    raw = image.convert("RGB").tobytes()
+    raw = (image if image.mode == "RGB" else image.convert("RGB")).tobytes()  # screenshots already are
     stride = image.width * 3
     rows = b"".join(b"\x00" + raw[start:start + stride] for start in range(0, len(raw), stride))
     header = struct.pack(">IIBBBBB", image.width, image.height, 8, 2, 0, 0, 0)

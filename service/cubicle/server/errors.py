@@ -18,15 +18,14 @@ from cubicle.actions import ACTION_NAMES
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, extra: dict[str, Any] | None = None):
+    def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
-        self.extra = extra or {}
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message}, **self.extra}
+        return {"error": {"code": self.code, "message": self.message}}
 
 
 def from_engine_error(error: x11.X11Error) -> ApiError:

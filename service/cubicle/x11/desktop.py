@@ -252,9 +252,6 @@ class X11Desktop:
     def windows(self) -> list[WindowInfo]:
         return self._run(lambda c: c.windows.list())
 
-    def window(self, window_id: int) -> WindowInfo:
-        return self._run(lambda c: c.windows.describe(window_id, c.windows.active_id()))
-
     def window_ids(self) -> list[int]:
         return self._run(lambda c: c.windows.client_ids())
 
