@@ -98,6 +98,7 @@ def make_base_image(workdir: Path) -> None:
     archive = workdir / "rootfs.tar"
     subprocess.run(["tar", "-C", str(rootfs), "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
                     "-cf", str(archive), "."], check=True, timeout=300)
+    shutil.rmtree(rootfs)
     container = buildah("from", "scratch").stdout.strip()
     try:
         buildah("add", container, str(archive), "/", timeout=600)
@@ -105,6 +106,7 @@ def make_base_image(workdir: Path) -> None:
         buildah("commit", "--quiet", container, BASE_IMAGE, timeout=600)
     finally:
         buildah("rm", container, check=False)
+        archive.unlink()
 
 
 def build(target: str, tag: str, log: Path) -> float:
