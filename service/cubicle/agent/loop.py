@@ -32,6 +32,8 @@ INTERRUPTED_TEXT = "The human interrupted the agent here: this action was not ca
 STOPPED_TEXT = "The human stopped the run here: this action was not carried out."
 CUT_OFF_TEXT = ("Not executed: this tool call was cut off at the output token limit. "
                 "Send it again, in smaller parts if it is long.")
+TAKEN_OVER_TEXT = ("Not executed: a human took control of the desktop before this action ran. "
+                   "You will be told when they hand it back.")
 RETRYABLE = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError)
 
 
@@ -114,6 +116,7 @@ class Agent:
                 size = probe.size
                 computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
         self.computer = computer
+        self.screen_size = (screen.width, screen.height)
         run = self.store.create_run(task, self.profile.model, self.profile.tool_version, self.desktop_url)
         self._log(run, "run_started", task=task, model=self.profile.model, tool_version=self.profile.tool_version,
                   desktop=self.desktop_url, screen={"width": screen.width, "height": screen.height},
@@ -222,15 +225,32 @@ class Agent:
             self._log(run, "resumed")
         if self.control.stopped:
             raise Stopped()
+        blocks: list[dict[str, Any]] = []
+        handed_back = self.control.take_handed_back()
+        if handed_back is not None:
+            blocks += self._handed_back(run, handed_back)
         messages = self.control.take_messages()
         for message in messages:
             self._log(run, "message", text=message, actor="human")
-        if messages:
-            blocks = [{"type": "text", "text": f"Message from the human watching: {m}"} for m in messages]
+        blocks += [{"type": "text", "text": f"Message from the human watching: {m}"} for m in messages]
+        if blocks:
             if conversation.messages and conversation.messages[-1]["role"] == "user":
                 conversation.messages[-1]["content"].extend(blocks)
             else:
                 conversation.add_user(blocks)
+
+    def _handed_back(self, run: Run, actions: list[str]) -> list[dict[str, Any]]:
+        """What the model is told when a human hands the desktop back: what they did, and
+        the screen as they left it."""
+        screenshot = self._guard(lambda: [self.computer.screenshot()], 1)[0]
+        image = self._save_image(run, run.meta["totals"]["steps"], screenshot, 0) if not screenshot.is_error else None
+        if image:
+            self.last_image = image
+        self._log(run, "handed_back", step=run.meta["totals"]["steps"], actions=actions, image=image, actor="human")
+        did = ("What they did, in order:\n" + "\n".join(f"- {a}" for a in actions)) if actions else "They did not act on the desktop."
+        text = (f"A human took control of the desktop and has now handed it back to you. {did}\n"
+                "The screen may have changed: look at it before you go on.")
+        return [{"type": "text", "text": text}] + [b for b in screenshot.content() if b["type"] == "image"]
 
     def _call(self, run: Run, step: int, request: dict[str, Any]):
         """messages.create, waiting out overloads and rate limits past the SDK's own retries."""
@@ -302,6 +322,12 @@ class Agent:
             if self.control.stopped:
                 raise Stopped()
             block = blocks[index]
+            if self.control.taken_over and not failed:
+                # The rest of the turn was planned for a screen the human is now changing.
+                for rest in blocks[index:]:
+                    self._answered[rest["id"]] = ToolOutcome(TAKEN_OVER_TEXT, True)
+                    self._log(run, "result", step=step, tool_use_id=rest["id"], is_error=True, text=TAKEN_OVER_TEXT, duration_ms=0)
+                break
             if failed:
                 self._answered[block["id"]] = ToolOutcome(HALT_TEXT, True)
                 index += 1
