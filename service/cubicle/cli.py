@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=30, help="repetitions per figure")
     bench.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     bench.add_argument("--agent", action="store_true", help="measure the agent worker instead: its overhead per step over a 100-step scripted run")
+    bench.add_argument("--load", action="store_true", help="load instead: concurrent clients mixing screenshots and actions, beside one client")
+    bench.add_argument("--faults", action="store_true", help="with the load, kill Xvfb, openbox and x11vnc in turn and time the recovery (implies --load)")
+    bench.add_argument("--clients", type=int, default=16, help="concurrent clients of the load (default 16)")
+    bench.add_argument("--seconds", type=float, default=60.0, help="duration of the load (default 60)")
     return parser
 
 
@@ -86,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.agent import runs_cli
 
         sys.exit(runs_cli.list_runs(args) if args.runs_command == "list" else runs_cli.show_run(args))
+    elif args.command == "bench" and (args.load or args.faults):
+        from cubicle.bench_load import run_load_bench
+
+        sys.exit(run_load_bench(args))
     elif args.command == "bench":
         from cubicle.bench import run_bench
 
