@@ -39,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = commands.add_parser("agent", help="the agent worker: Claude operates a desktop")
     agent_commands = agent.add_subparsers(dest="agent_command", required=True)
-    from cubicle.agent.cli import add_arguments
+    from cubicle.agent.cli import add_arguments, add_resume_arguments
 
     add_arguments(agent_commands.add_parser("run", help="give the agent one task and watch it work"))
+    add_resume_arguments(agent_commands.add_parser(
+        "resume", help="carry on a run whose worker died, from its last completed step"))
     worker = agent_commands.add_parser("serve", help="the worker service: start, watch and steer runs over HTTP")
     worker.add_argument("--host", default="127.0.0.1", help="address the worker listens on (default 127.0.0.1)")
     worker.add_argument("--port", type=int, default=8001, help="HTTP port (default 8001)")
@@ -82,6 +84,10 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.agent.service import serve as serve_worker
 
         sys.exit(serve_worker(args.host, args.port, args.runs_dir, args.policy))
+    elif args.command == "agent" and args.agent_command == "resume":
+        from cubicle.agent.cli import resume_run
+
+        sys.exit(resume_run(args))
     elif args.command == "agent":
         from cubicle.agent.cli import run_task
 
