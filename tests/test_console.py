@@ -48,6 +48,8 @@ def test_the_console_is_public_but_holds_nothing_and_refuses_a_wrong_token(worke
     w = worker([])
     served = httpx.get(w.url + "/")
     assert served.status_code == 200 and "cubicle console" in served.text
+    policy = served.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy  # the other tests run under it
     assert w.token not in served.text
     assert httpx.get(w.url + "/runs").status_code == 401  # the data behind it still needs the token
 

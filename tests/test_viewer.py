@@ -156,7 +156,8 @@ def test_no_token_and_a_wrong_token_are_refused_by_the_page(desktop, browser):
     context = browser.new_context(viewport=VIEWPORT)
     try:
         page = context.new_page()
-        page.goto(f"{desktop.url}/view")
+        served = page.goto(f"{desktop.url}/view")
+        assert served.headers["content-security-policy"] == "frame-ancestors 'none'"  # no framing it to trick a click
         assert "/view#token=" in wait_for_status(page, "no-token")
         page.goto(f"{desktop.url}/view#token=not-the-token")
         page.reload()  # the fragment alone does not reload the page

@@ -21,7 +21,11 @@ NOVNC_DIR = Path("/usr/share/novnc")
 
 def install_console(app: FastAPI, novnc_dir: Path = NOVNC_DIR) -> None:
     page = (PAGE_DIR / "index.html").read_text(encoding="utf-8")
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    # Scripts only from the worker itself, no framing (a page that frames the console could
+    # trick a click on Take over), and connections only back to the worker.
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+               "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+               "img-src 'self' data: blob:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"}
 
     @app.get("/", include_in_schema=False)
     def console() -> HTMLResponse:
