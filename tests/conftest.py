@@ -175,3 +175,31 @@ def pixel(image_bytes: bytes, x: int, y: int) -> tuple[int, int, int]:
     from PIL import Image
 
     return Image.open(BytesIO(image_bytes)).convert("RGB").getpixel((x, y))
+
+
+# -- a real browser: Debian's chromium, driven by playwright (never a downloaded browser) --------
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+VIEWPORT = {"width": 1000, "height": 700}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/setup installs it (desktop/packages-test.txt)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport=VIEWPORT)  # a fresh sessionStorage for every test
+    opened = context.new_page()
+    yield opened
+    context.close()

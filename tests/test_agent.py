@@ -316,6 +316,121 @@ def test_a_run_killed_mid_way_keeps_its_log(desktop, fake, tmp_path):
     assert run.meta["status"] == "running"  # killed: nobody could write the end
 
 
+def test_a_killed_run_is_resumed_from_its_last_completed_step(desktop, fake, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from cubicle.agent.loop import RESUMED_NOTE
+
+    thinking = threading.Event()
+
+    def slow(request):
+        thinking.set()
+        time.sleep(30)
+        return message(text("never seen"))
+
+    first = fake([lambda r: message(text("Moving."), tool_use("computer", {"action": "mouse_move", "coordinate": [310, 290]})),
+                  lambda r: message(tool_use("computer", {"action": "cursor_position"})), slow])
+    runs_dir = tmp_path / "runs"
+    env = dict(os.environ, ANTHROPIC_API_KEY=API_KEY, ANTHROPIC_BASE_URL=first.url, CUBICLE_TOKEN=desktop.token)
+    command = [sys.executable, "-m", "cubicle", "agent"]
+    worker = subprocess.Popen(command + ["run", "Move the mouse, then think a long time.", "--desktop", desktop.url,
+                                         "--model", "claude-haiku-4-5", "--runs-dir", str(runs_dir)],
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert thinking.wait(60), "the worker never asked a third time"
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(10)
+    (run_id,) = [meta["id"] for meta in RunStore(runs_dir).list()]
+    before = RunStore(runs_dir).open(run_id).events()
+    assert [e["type"] for e in before][-1] == "request"
+
+    seen = {}
+
+    def check(request):
+        seen["request"] = request
+        return message(tool_use("computer", {"action": "cursor_position"}))
+
+    second = fake([check, lambda r: message(text("Done after the restart."))])
+    env["ANTHROPIC_BASE_URL"] = second.url
+    resumed = subprocess.run(command + ["resume", run_id[:15], "--runs-dir", str(runs_dir)],
+                             env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming run {run_id} after step 2" in resumed.stdout
+
+    # The model got the whole conversation back: its own turns, their results, then the screen now.
+    messages = seen["request"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert messages[0]["content"][0]["text"] == "Move the mouse, then think a long time."
+    assert messages[0]["content"][1]["type"] == "image"
+    assert messages[1]["content"][0]["text"] == "Moving." and messages[1]["content"][1]["input"]["coordinate"] == [310, 290]
+    (moved,) = tool_results({"messages": messages[:3]})
+    assert moved["tool_use_id"] == messages[1]["content"][1]["id"] and moved["content"][-1]["type"] == "image"
+    last = messages[4]["content"]
+    assert [b["type"] for b in last] == ["tool_result", "text", "image"]
+    assert last[0]["content"][0]["text"] == "X=310,Y=290"  # the result saved before the kill
+    assert last[1]["text"] == RESUMED_NOTE
+
+    run = RunStore(runs_dir).open(run_id)
+    after = run.events()
+    assert after[:len(before)] == before  # nothing before the kill was changed
+    assert [e["type"] for e in after[len(before):]] == ["run_resumed", "request", "response", "action", "result",
+                                                        "request", "response", "run_finished"]
+    assert [e["seq"] for e in after] == list(range(len(after)))
+    assert after[len(before)]["not_carried_out"] == 0 and (run.folder / after[len(before)]["image"]).is_file()
+    assert run.meta["status"] == "finished" and run.meta["totals"]["steps"] == 4
+
+    again = subprocess.run(command + ["resume", run_id, "--runs-dir", str(runs_dir)], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "has finished" in again.stderr
+
+
+def test_a_run_another_process_carries_out_cannot_be_resumed(desktop, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    run = RunStore(tmp_path / "runs").create_run("busy", "claude-haiku-4-5", "computer_20250124", desktop.url)
+    run.append("run_started", task="busy", screen={"width": 1280, "height": 800})
+    run.claim()  # as a live worker does
+    env = dict(os.environ, ANTHROPIC_API_KEY=API_KEY, CUBICLE_TOKEN=desktop.token)
+    refused = subprocess.run([sys.executable, "-m", "cubicle", "agent", "resume", run.id, "--runs-dir", str(tmp_path / "runs")],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "being carried out by another process" in refused.stderr
+    assert [e["type"] for e in run.events()] == ["run_started"]
+    run.release()
+
+
+def test_rebuilding_answers_every_call_the_log_has_no_result_for(tmp_path):
+    from cubicle.agent.conversation import Conversation
+    from cubicle.agent.loop import NOT_RUN_TEXT, RESUMED_TEXT, RESUMED_UNKNOWN_TEXT, rebuild_conversation
+
+    run = RunStore(tmp_path / "runs").create_run("t", "claude-haiku-4-5", "computer_20250124", "http://x")
+    first = run.folder / run.save_image(0, 0, b"\x89PNG first", "image/png")
+    a, b, c, d = (tool_use("computer", {"action": "cursor_position"}) for _ in range(4))
+    for kind, fields in [
+        ("response", {"content": [a, b], "stop_reason": "tool_use"}),
+        ("action", {"tool_use_id": a["id"]}), ("result", {"tool_use_id": a["id"], "text": "failed", "is_error": True}),
+        ("message", {"text": "try the menu", "actor": "human"}),
+        ("response", {"content": [c, d], "stop_reason": "tool_use"}),
+        ("action", {"tool_use_id": c["id"]}),  # killed here: c begun, d never
+    ]:
+        run.append(kind, **fields)
+    conversation = Conversation("system", [])
+    left_open = rebuild_conversation(conversation, run, run.events(), "the task", first)
+    assert left_open == 2
+    roles = [m["role"] for m in conversation.messages]
+    assert roles == ["user", "assistant", "user", "assistant", "user"]
+    after_first = conversation.messages[2]["content"]
+    assert [(r.get("tool_use_id"), r.get("is_error")) for r in after_first[:2]] == [(a["id"], True), (b["id"], True)]
+    assert after_first[1]["content"][0]["text"] == NOT_RUN_TEXT  # halted after a's failure: never logged
+    assert after_first[2] == {"type": "text", "text": "Message from the human watching: try the menu"}
+    last = conversation.messages[4]["content"]
+    assert [r["content"][0]["text"] for r in last] == [RESUMED_UNKNOWN_TEXT, RESUMED_TEXT]
+
+
 def test_ctrl_c_ends_the_run_cleanly_with_the_log_saved(desktop, fake, tmp_path):
     import os
     import signal

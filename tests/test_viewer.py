@@ -12,36 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import VIEWPORT
 from PIL import Image, ImageChops
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update"]
-VIEWPORT = {"width": 1000, "height": 700}
 RED = (255, 0, 0)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/setup installs it (desktop/packages-test.txt)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        # The system's chromium: playwright never downloads a browser here.
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport=VIEWPORT)  # a fresh sessionStorage for every test
-    opened = context.new_page()
-    yield opened
-    context.close()
 
 
 def status(page) -> tuple[str, str]:
@@ -180,7 +156,8 @@ def test_no_token_and_a_wrong_token_are_refused_by_the_page(desktop, browser):
     context = browser.new_context(viewport=VIEWPORT)
     try:
         page = context.new_page()
-        page.goto(f"{desktop.url}/view")
+        served = page.goto(f"{desktop.url}/view")
+        assert served.headers["content-security-policy"] == "frame-ancestors 'none'"  # no framing it to trick a click
         assert "/view#token=" in wait_for_status(page, "no-token")
         page.goto(f"{desktop.url}/view#token=not-the-token")
         page.reload()  # the fragment alone does not reload the page

@@ -15,7 +15,8 @@ from starlette.testclient import TestClient
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from cubicle.server.vnc_bridge import RfbClientParser, RfbProtocolError, install_vnc_bridge
+from cubicle.rfb import RfbClientParser, RfbProtocolError
+from cubicle.server.vnc_bridge import install_vnc_bridge
 
 HANDSHAKE = b"RFB 003.008\n" + b"\x01" + b"\x01"  # version, security type None, ClientInit shared
 

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import free_port
-from cubicle.agent.loop import STOPPED_TEXT
+from cubicle.agent.loop import STOPPED_TEXT, TAKEN_OVER_TEXT
 from cubicle.agent.policy import Policy
 from cubicle.agent.runs import RunStore
 from cubicle.agent.service import create_worker_app
@@ -370,6 +370,82 @@ def test_bad_requests_are_refused_at_once_with_clear_errors(worker):
     assert_no_secrets(w, wrong, w.desktop.token, API_KEY)
 
 
+def test_take_over_and_hand_back_over_the_api(worker):
+    gate = threading.Event()
+    w = worker([gated(gate, message(tool_use("computer", {"action": "cursor_position"}))), lambda r: message(text("ok"))])
+    run_id = w.start()["id"]
+    wait_until(lambda: len(w.api.requests) == 1, what="the first model request")
+    assert w.request("POST", f"/runs/{run_id}/handback").status_code == 409  # nobody has it
+    taken = w.request("POST", f"/runs/{run_id}/takeover")
+    assert taken.status_code == 200 and taken.json()["taken_over"] is True and taken.json()["pause_requested"] is True
+    again = w.request("POST", f"/runs/{run_id}/takeover")
+    assert again.status_code == 409 and again.json()["error"]["code"] == "already_taken_over"
+    gate.set()
+    w.wait_for(run_id, lambda shown: shown["status"] == "paused")
+    resumed = w.request("POST", f"/runs/{run_id}/resume")
+    assert resumed.status_code == 409 and "hand it back" in resumed.json()["error"]["message"]
+    assert len(w.api.requests) == 1
+
+    handed = w.request("POST", f"/runs/{run_id}/handback")
+    assert handed.status_code == 200 and handed.json()["human_actions"] == [] and handed.json()["taken_over"] is False
+    assert w.request("POST", f"/runs/{run_id}/handback").status_code == 409
+    shown = w.wait_until_ended(run_id)
+    assert shown["status"] == "finished"
+    told = w.api.requests[1]["messages"][-1]["content"]
+    assert [b["type"] for b in told] == ["tool_result", "text", "image"]
+    assert told[0]["content"][0]["text"] == TAKEN_OVER_TEXT  # the cursor_position never ran
+    assert "has now handed it back to you. They did not act on the desktop." in told[1]["text"]
+    kinds = [e["type"] for e in shown["events"]]
+    assert kinds[kinds.index("taken_over"):] == ["taken_over", "response", "result", "paused", "resumed", "handed_back",
+                                                 "request", "response", "run_finished"]
+
+
+def test_run_images_and_replays_need_the_token_or_the_consoles_cookie(worker):
+    w = worker([lambda r: message(tool_use("computer", {"action": "mouse_move", "coordinate": [5, 5]})),
+                lambda r: message(text("done"))])
+    run_id = w.start()["id"]
+    shown = w.wait_until_ended(run_id)
+    image = next(e["image"] for e in shown["events"] if e["type"] == "result" and e.get("image"))
+    with httpx.Client(base_url=w.url) as browser:
+        assert browser.get(f"/runs/{run_id}/{image}").status_code == 401
+        assert browser.get(f"/runs/{run_id}/replay").status_code == 401
+        assert browser.post("/session").status_code == 401
+        opened = browser.post("/session", headers={"Authorization": f"Bearer {w.token}"})
+        assert opened.status_code == 204
+        cookie = opened.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/runs" in cookie and w.token not in cookie
+        fetched = browser.get(f"/runs/{run_id}/{image}")
+        assert fetched.status_code == 200 and fetched.content == (w.runs_dir / run_id / image).read_bytes()
+        replay = browser.get(f"/runs/{run_id}/replay")
+        assert replay.status_code == 200 and image in replay.text and "mouse_move" in replay.text
+        # The cookie opens nothing else, and no file outside the run's images.
+        assert browser.get("/runs").status_code == 401
+        assert browser.get(f"/runs/{run_id}").status_code == 401
+        for name in ("..%2Frun.json", "..%2F..%2F" + run_id + "%2Frun.json", ".hidden", "missing.png"):
+            assert browser.get(f"/runs/{run_id}/images/{name}").status_code in (401, 404), name
+        assert browser.get(f"/runs/{run_id}/images/missing.png").status_code == 404
+        browser.cookies.clear()
+        forged = {"cubicle_console": "0" * 64}
+        assert browser.get(f"/runs/{run_id}/{image}", cookies=forged).status_code == 401
+
+
+def test_the_live_view_is_for_active_runs_and_needs_the_token(worker):
+    w = worker([lambda r: message(text("done"))])
+    run_id = w.start()["id"]
+    w.wait_until_ended(run_id)
+    ws = w.url.replace("http://", "ws://") + f"/runs/{run_id}/vnc"
+    with connect(ws, open_timeout=10) as socket:
+        socket.send(json.dumps({"token": "wrong-token"}))
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=10)
+        assert closed.value.rcvd.code == 4401
+    with connect(ws, open_timeout=10) as socket:
+        socket.send(json.dumps({"token": w.token}))
+        with pytest.raises(ConnectionClosed) as closed:
+            socket.recv(timeout=10)
+        assert closed.value.rcvd.code == 4409 and "has ended" in closed.value.rcvd.reason
+
+
 def test_the_token_is_required_everywhere_but_health(worker):
     w = worker([])
     run = disk_run(w.runs_dir, "finished")
@@ -549,10 +625,14 @@ def test_cubicle_agent_run_asks_the_terminal_about_held_actions(desktop, tmp_pat
 
 
 def test_the_worker_imports_nothing_that_needs_x():
-    # cubicle.server.security (plain ASGI middleware) is shared; nothing else of the desktop is.
+    # Shared and pure: cubicle.server.security (plain ASGI middleware) and the key names
+    # (cubicle.x11.keys, on python-xlib's keysym tables) that record a human's keys. Nothing
+    # that opens or speaks an X connection.
+    pure = ("cubicle.server", "cubicle.server.security", "cubicle.x11", "cubicle.x11.keys", "cubicle.x11.errors",
+            "Xlib", "Xlib.X", "Xlib.XK")
     code = ("import sys, cubicle.agent.service, cubicle.cli; cubicle.cli.build_parser(); "
             "print([m for m in sys.modules if m.startswith(('cubicle.x11', 'cubicle.server', 'Xlib'))"
-            " and m not in ('cubicle.server', 'cubicle.server.security')])")
+            f" and m not in {pure!r} and not m.startswith('Xlib.keysymdef')])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                             env=command_env(DISPLAY=""))
     assert result.returncode == 0, result.stderr

@@ -39,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = commands.add_parser("agent", help="the agent worker: Claude operates a desktop")
     agent_commands = agent.add_subparsers(dest="agent_command", required=True)
-    from cubicle.agent.cli import add_arguments
+    from cubicle.agent.cli import add_arguments, add_resume_arguments
 
     add_arguments(agent_commands.add_parser("run", help="give the agent one task and watch it work"))
+    add_resume_arguments(agent_commands.add_parser(
+        "resume", help="carry on a run whose worker died, from its last completed step"))
     worker = agent_commands.add_parser("serve", help="the worker service: start, watch and steer runs over HTTP")
     worker.add_argument("--host", default="127.0.0.1", help="address the worker listens on (default 127.0.0.1)")
     worker.add_argument("--port", type=int, default=8001, help="HTTP port (default 8001)")
@@ -61,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rounds", type=int, default=30, help="repetitions per figure")
     bench.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     bench.add_argument("--agent", action="store_true", help="measure the agent worker instead: its overhead per step over a 100-step scripted run")
+    bench.add_argument("--load", action="store_true", help="load instead: concurrent clients mixing screenshots and actions, beside one client")
+    bench.add_argument("--faults", action="store_true", help="with the load, kill Xvfb, openbox and x11vnc in turn and time the recovery (implies --load)")
+    bench.add_argument("--clients", type=int, default=16, help="concurrent clients of the load (default 16)")
+    bench.add_argument("--seconds", type=float, default=60.0, help="duration of the load (default 60)")
     return parser
 
 
@@ -78,6 +84,10 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.agent.service import serve as serve_worker
 
         sys.exit(serve_worker(args.host, args.port, args.runs_dir, args.policy))
+    elif args.command == "agent" and args.agent_command == "resume":
+        from cubicle.agent.cli import resume_run
+
+        sys.exit(resume_run(args))
     elif args.command == "agent":
         from cubicle.agent.cli import run_task
 
@@ -86,6 +96,10 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.agent import runs_cli
 
         sys.exit(runs_cli.list_runs(args) if args.runs_command == "list" else runs_cli.show_run(args))
+    elif args.command == "bench" and (args.load or args.faults):
+        from cubicle.bench_load import run_load_bench
+
+        sys.exit(run_load_bench(args))
     elif args.command == "bench":
         from cubicle.bench import run_bench
 

@@ -30,6 +30,18 @@ def add_arguments(parser) -> None:
                         help="a policy file (TOML): actions it holds wait for your approval in the terminal")
 
 
+def add_resume_arguments(parser) -> None:
+    parser.add_argument("run_id", help="the run to take up (a unique prefix is enough)")
+    parser.add_argument("--desktop", default=None,
+                        help="the desktop's URL (default: the run's own); its token is $CUBICLE_TOKEN")
+    parser.add_argument("--max-steps", type=int, default=None, help="the run's step budget, counted from its start (default 50)")
+    parser.add_argument("--max-tokens", type=int, default=None, help="stop after this many tokens in all")
+    parser.add_argument("--max-cost", type=float, default=None, help="stop after this many USD (estimated)")
+    parser.add_argument("--runs-dir", default=None, help="where runs are saved (default $CUBICLE_RUNS_DIR or ./runs)")
+    parser.add_argument("--policy", default=None, metavar="FILE",
+                        help="a policy file (TOML): actions it holds wait for your approval in the terminal")
+
+
 class Progress:
     """One line per action and result; a spinner while the model thinks (only on a terminal)."""
 
@@ -116,21 +128,64 @@ class TerminalControl(RunControl):
         return ask_at_the_terminal(what)
 
 
+def _load_policy(args):
+    from .policy import Policy, PolicyError
+
+    if not getattr(args, "policy", None):
+        return None
+    try:
+        return Policy.load(args.policy)
+    except PolicyError as error:
+        print(f"cubicle agent: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def resume_run(args) -> int:
+    """`cubicle agent resume ID`: carry on a run whose worker died, from its last completed step."""
+    import httpx
+
+    from cubicle.client import CubicleError, DesktopClient
+
+    from .loop import Agent, Budgets
+    from .runs import RunBusy, RunNotFound, RunStore
+
+    policy = _load_policy(args)
+    store = RunStore(args.runs_dir)
+    try:
+        run = store.open(args.run_id)
+    except RunNotFound as error:
+        print(f"cubicle agent resume: {error}", file=sys.stderr)
+        return 2
+    meta = run.meta
+    desktop_url = args.desktop or meta.get("desktop") or "http://127.0.0.1:8000"
+    progress = Progress()
+    with DesktopClient(desktop_url, timeout=120) as desktop:
+        agent = Agent(desktop, meta["model"], store, desktop_url=desktop_url, tool_version=meta.get("tool_version"),
+                      budgets=Budgets(args.max_steps or 50, args.max_tokens, args.max_cost), on_event=progress,
+                      policy=policy, control=TerminalControl() if policy else None)
+        try:
+            agent.resume(run)
+        except (RunBusy, ValueError) as error:
+            print(f"cubicle agent resume: {error}", file=sys.stderr)
+            return 2
+        except (CubicleError, httpx.HTTPError) as error:
+            run.release()
+            print(f"cubicle agent resume: the desktop at {desktop_url} is not usable: {error}", file=sys.stderr)
+            return 2
+        print(f"resuming run {run.id} after step {run.meta['totals']['steps']}", flush=True)
+        agent.execute(run)
+    print(f"run {run.id} saved in {run.folder}  (cubicle runs show {run.id} --replay)")
+    return 0 if run.meta["status"] == "finished" else 1
+
+
 def run_task(args) -> int:
     # Imported here: building the `cubicle` parser must not need the agent extra (anthropic).
     from cubicle.client import DesktopClient
 
     from .loop import Agent, Budgets
-    from .policy import Policy, PolicyError
     from .runs import RunStore
 
-    policy = None
-    if getattr(args, "policy", None):
-        try:
-            policy = Policy.load(args.policy)
-        except PolicyError as error:
-            print(f"cubicle agent: {error}", file=sys.stderr)
-            return 2
+    policy = _load_policy(args)
     store = RunStore(args.runs_dir)
     progress = Progress()
     with DesktopClient(args.desktop, timeout=120) as desktop:

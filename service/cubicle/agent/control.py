@@ -1,5 +1,6 @@
 """How people steer a running agent from another thread: pause, resume, stop, talk to it,
-approve or deny a held action. The loop calls the `wait_*`/`take_*` side between steps."""
+approve or deny a held action, take the desktop over and hand it back. The loop calls the
+`wait_*`/`take_*` side between steps."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ class RunControl:
         self._messages: list[str] = []
         self._decisions: dict[str, tuple[bool, str]] = {}
         self.pending: dict[str, dict] = {}  # approval id -> what waits for a decision
+        self._taken_over = False
+        self._human_actions: list[str] = []  # what the human did while in control, described
+        self._handed_back: list[str] | None = None
 
     # -- the human's side ---------------------------------------------------------------
 
@@ -31,6 +35,36 @@ class RunControl:
         with self._changed:
             self._paused = False
             self._changed.notify_all()
+
+    def take_over(self) -> bool:
+        """A human takes control of the desktop: the run pauses, and tool calls the model
+        makes meanwhile are not carried out. False if a human already has control."""
+        with self._changed:
+            if self._taken_over:
+                return False
+            self._taken_over = True
+            self._paused = True
+            self._human_actions = []
+            self._changed.notify_all()
+            return True
+
+    def note_human_action(self, description: str) -> None:
+        with self._changed:
+            if self._taken_over:
+                self._human_actions.append(description)
+
+    def hand_back(self) -> list[str] | None:
+        """The human gives control back and the run resumes; the loop then tells the model
+        what they did. Returns that, or None if no human had control."""
+        with self._changed:
+            if not self._taken_over:
+                return None
+            self._taken_over = False
+            self._paused = False
+            self._handed_back = self._human_actions
+            self._human_actions = []
+            self._changed.notify_all()
+            return self._handed_back
 
     def stop(self) -> None:
         with self._changed:
@@ -60,6 +94,10 @@ class RunControl:
     def stopped(self) -> bool:
         return self._stopped
 
+    @property
+    def taken_over(self) -> bool:
+        return self._taken_over
+
     # -- the loop's side ----------------------------------------------------------------
 
     def wait_while_paused(self) -> bool:
@@ -85,6 +123,12 @@ class RunControl:
     @property
     def has_messages(self) -> bool:
         return bool(self._messages)
+
+    def take_handed_back(self) -> list[str] | None:
+        """What the human did, once, after they handed control back; None otherwise."""
+        with self._changed:
+            handed, self._handed_back = self._handed_back, None
+            return handed
 
     def take_messages(self) -> list[str]:
         with self._changed:

@@ -26,12 +26,21 @@ from .host_tools import BashTool, EditorTool
 from .models import ModelProfile, profile_for
 from .policy import Policy
 from .prompt import system_prompt
-from .runs import Run, RunStore
+from .runs import IMAGES_DIR, Run, RunStore
 
 INTERRUPTED_TEXT = "The human interrupted the agent here: this action was not carried out."
 STOPPED_TEXT = "The human stopped the run here: this action was not carried out."
 CUT_OFF_TEXT = ("Not executed: this tool call was cut off at the output token limit. "
                 "Send it again, in smaller parts if it is long.")
+NOT_RUN_TEXT = "Not executed: this action was not carried out."
+RESUMED_TEXT = ("Not executed: the worker carrying out this run stopped before this action ran. "
+                "The run has been resumed; look at the screen again.")
+RESUMED_UNKNOWN_TEXT = ("The worker carrying out this run stopped while this action was being carried out: it may "
+                        "or may not have happened. The run has been resumed; look at the screen again.")
+RESUMED_NOTE = ("The worker carrying out this task stopped, and the run has been resumed from its log. "
+                "Time has passed: this is the screen now.")
+TAKEN_OVER_TEXT = ("Not executed: a human took control of the desktop before this action ran. "
+                   "You will be told when they hand it back.")
 RETRYABLE = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError)
 
 
@@ -41,6 +50,12 @@ class Budgets:
     max_tokens: int | None = None  # input + output, all steps
     max_cost: float | None = None  # USD, estimated
     max_wait_s: float = 900.0  # total time waiting out overloads before giving up
+
+
+def handed_back_text(actions: list[str]) -> str:
+    did = ("What they did, in order:\n" + "\n".join(f"- {a}" for a in actions)) if actions else "They did not act on the desktop."
+    return (f"A human took control of the desktop and has now handed it back to you. {did}\n"
+            "The screen may have changed: look at it before you go on.")
 
 
 class RunEnded(Exception):
@@ -114,7 +129,9 @@ class Agent:
                 size = probe.size
                 computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
         self.computer = computer
+        self.screen_size = (screen.width, screen.height)
         run = self.store.create_run(task, self.profile.model, self.profile.tool_version, self.desktop_url)
+        run.claim()
         self._log(run, "run_started", task=task, model=self.profile.model, tool_version=self.profile.tool_version,
                   desktop=self.desktop_url, screen={"width": screen.width, "height": screen.height},
                   image={"width": size[0], "height": size[1]})
@@ -124,6 +141,47 @@ class Agent:
         )
         self.last_image = self._save_image(run, 0, first, 0)
         self.conversation.add_user([{"type": "text", "text": task}] + [b for b in first.content() if b["type"] == "image"])
+        return run
+
+    def resume(self, run: Run) -> Run:
+        """Take up a run whose worker died: rebuild the conversation from the run's log,
+        answer the tool calls left without a result (they are never replayed), and show the
+        model the screen as it is now. `execute` then goes on from the last completed step."""
+        run.claim()
+        events = run.events()
+        if any(e.get("type") == "run_finished" for e in events):
+            run.release()
+            raise ValueError(f"run {run.id} has finished ({run.meta['status']}): there is nothing to resume")
+        started = next((e for e in events if e.get("type") == "run_started"), None)
+        first_image = next(iter(sorted((run.folder / IMAGES_DIR).glob("0000-00.*"))), None)
+        if started is None or first_image is None:
+            run.release()
+            raise ValueError(f"run {run.id} has no start in its log: it cannot be resumed")
+        screen = self.desktop.screen()
+        recorded = started.get("screen") or {}
+        if (screen.width, screen.height) != (recorded.get("width"), recorded.get("height")):
+            run.release()
+            raise ValueError(f"the desktop's screen is {screen.width}x{screen.height}, the run's was "
+                             f"{recorded.get('width')}x{recorded.get('height')}: the model's coordinates would be wrong")
+        image = started.get("image") or {}
+        size = (image.get("width") or screen.width, image.get("height") or screen.height)
+        self.computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
+        self.screen_size = (screen.width, screen.height)
+        self.conversation = Conversation(
+            system_prompt((screen.width, screen.height), size),
+            [self.computer.definition(), self.bash.definition(), self.editor.definition()],
+        )
+        task = started.get("task") or run.meta.get("task", "")
+        left_open = rebuild_conversation(self.conversation, run, events, task, first_image)
+        now = self._guard(lambda: [self.computer.screenshot()], 1)[0]
+        self.last_image = self._save_image(run, run.meta["totals"]["steps"], now, 0)
+        blocks = [{"type": "text", "text": RESUMED_NOTE}] + [b for b in now.content() if b["type"] == "image"]
+        if self.conversation.messages[-1]["role"] == "user":
+            self.conversation.messages[-1]["content"].extend(blocks)
+        else:
+            self.conversation.add_user(blocks)
+        run.update(status="running", stop_reason=None)
+        self._log(run, "run_resumed", step=run.meta["totals"]["steps"], not_carried_out=left_open, image=self.last_image)
         return run
 
     def execute(self, run: Run) -> Run:
@@ -153,6 +211,8 @@ class Agent:
         except Exception as error:
             self._finish(run, "failed", f"{type(error).__name__}: {error}")
             raise
+        finally:
+            run.release()
         return run
 
     def _finish(self, run: Run, status: str, reason: str) -> None:
@@ -170,7 +230,7 @@ class Agent:
             raise RunEnded("finished", f"budget: spent ${totals['cost_usd']:.4f} of ${self.budgets.max_cost:.2f}")
 
     def _loop(self, run: Run, conversation: Conversation) -> None:
-        step = 0
+        step = run.meta["totals"]["steps"]  # 0, or where a resumed run left off
         while True:
             step += 1
             self._checkpoint(run, conversation)
@@ -222,15 +282,29 @@ class Agent:
             self._log(run, "resumed")
         if self.control.stopped:
             raise Stopped()
+        blocks: list[dict[str, Any]] = []
+        handed_back = self.control.take_handed_back()
+        if handed_back is not None:
+            blocks += self._handed_back(run, handed_back)
         messages = self.control.take_messages()
         for message in messages:
             self._log(run, "message", text=message, actor="human")
-        if messages:
-            blocks = [{"type": "text", "text": f"Message from the human watching: {m}"} for m in messages]
+        blocks += [{"type": "text", "text": f"Message from the human watching: {m}"} for m in messages]
+        if blocks:
             if conversation.messages and conversation.messages[-1]["role"] == "user":
                 conversation.messages[-1]["content"].extend(blocks)
             else:
                 conversation.add_user(blocks)
+
+    def _handed_back(self, run: Run, actions: list[str]) -> list[dict[str, Any]]:
+        """What the model is told when a human hands the desktop back: what they did, and
+        the screen as they left it."""
+        screenshot = self._guard(lambda: [self.computer.screenshot()], 1)[0]
+        image = self._save_image(run, run.meta["totals"]["steps"], screenshot, 0) if not screenshot.is_error else None
+        if image:
+            self.last_image = image
+        self._log(run, "handed_back", step=run.meta["totals"]["steps"], actions=actions, image=image, actor="human")
+        return [{"type": "text", "text": handed_back_text(actions)}] + [b for b in screenshot.content() if b["type"] == "image"]
 
     def _call(self, run: Run, step: int, request: dict[str, Any]):
         """messages.create, waiting out overloads and rate limits past the SDK's own retries."""
@@ -261,10 +335,7 @@ class Agent:
     # -- tools --------------------------------------------------------------------------
 
     def _result_block(self, block: dict[str, Any], outcome: ToolOutcome) -> dict[str, Any]:
-        result = {"type": "tool_result", "tool_use_id": block["id"], "content": outcome.content(), "is_error": outcome.is_error}
-        if block.get("toolset_name"):
-            result["toolset_name"] = block["toolset_name"]
-        return result
+        return _result_block(block, outcome)
 
     def _approval(self, run: Run, step: int, block: dict[str, Any]) -> ToolOutcome | None:
         """None to go ahead; an error outcome when the policy holds the action and a human
@@ -302,6 +373,12 @@ class Agent:
             if self.control.stopped:
                 raise Stopped()
             block = blocks[index]
+            if self.control.taken_over and not failed:
+                # The rest of the turn was planned for a screen the human is now changing.
+                for rest in blocks[index:]:
+                    self._answered[rest["id"]] = ToolOutcome(TAKEN_OVER_TEXT, True)
+                    self._log(run, "result", step=step, tool_use_id=rest["id"], is_error=True, text=TAKEN_OVER_TEXT, duration_ms=0)
+                break
             if failed:
                 self._answered[block["id"]] = ToolOutcome(HALT_TEXT, True)
                 index += 1
@@ -397,3 +474,81 @@ class Agent:
             self._log(run, "result", step=step, tool_use_id=block["id"], is_error=outcome.is_error,
                       text=outcome.text, image=image, duration_ms=duration, settle_ms=outcome.extra.get("settle_ms"))
 
+
+# -- rebuilding a conversation from a run's log (for resume) --------------------------------
+
+
+def _stored_outcome(run: Run, event: dict[str, Any]) -> ToolOutcome:
+    image, media_type = None, None
+    path = event.get("image")
+    if isinstance(path, str) and path.startswith(IMAGES_DIR + "/") and (run.folder / path).is_file():
+        image = (run.folder / path).read_bytes()
+        media_type = "image/jpeg" if path.endswith(".jpg") else "image/" + path.rsplit(".", 1)[-1]
+    return ToolOutcome(event.get("text") or "", bool(event.get("is_error")), image, media_type)
+
+
+def _image_block(data: bytes, media_type: str) -> dict[str, Any]:
+    return ToolOutcome(image=data, media_type=media_type).content()[-1]
+
+
+def rebuild_conversation(conversation: Conversation, run: Run, events: list[dict[str, Any]], task: str,
+                         first_image) -> int:
+    """Replay the log into `conversation`, as the loop built it: each model turn, the results
+    of its tool calls (with their screenshots, from the run's images), what humans said and
+    did. Tool calls the log has no result for are answered "not executed". Returns how many
+    of the last turn's calls were left without a result."""
+    media = "image/jpeg" if first_image.suffix == ".jpg" else "image/" + first_image.suffix[1:]
+    user: list[dict[str, Any]] = [{"type": "text", "text": task}, _image_block(first_image.read_bytes(), media)]
+    calls: list[dict[str, Any]] = []  # tool_use blocks of the last model turn
+    results: dict[str, dict[str, Any]] = {}
+    extra: list[dict[str, Any]] = []  # what the loop added after the results: messages, hand backs
+
+    started: set[str] = set()  # calls whose action was logged as begun
+
+    def close_turn(missing_text: str) -> int:
+        nonlocal user, calls, results, extra
+        missing = [c for c in calls if c["id"] not in results]
+        blocks = [results.get(c["id"]) or _result_block(c, ToolOutcome(
+            RESUMED_UNKNOWN_TEXT if missing_text == RESUMED_TEXT and c["id"] in started else missing_text, True))
+            for c in calls]
+        user, calls, results, extra = user + blocks + extra, [], {}, []
+        started.clear()
+        return len(missing)
+
+    for event in events:
+        kind = event.get("type")
+        if kind == "response":
+            close_turn(NOT_RUN_TEXT)
+            if user:
+                conversation.add_user(user)
+            user = []
+            content = event.get("content") or []
+            conversation.add_assistant(content)
+            calls = [block for block in content if block.get("type") == "tool_use"]
+            if not calls and event.get("stop_reason") == "max_tokens":
+                user = [{"type": "text", "text": "Your last message was cut off at the output limit. Continue."}]
+        elif kind == "action" and event.get("actor") != "human":
+            started.add(event.get("tool_use_id"))
+        elif kind == "result" and event.get("actor") != "human":
+            call = next((c for c in calls if c["id"] == event.get("tool_use_id")), None)
+            if call is not None:
+                results[call["id"]] = _result_block(call, _stored_outcome(run, event))
+        elif kind == "message":
+            extra.append({"type": "text", "text": f"Message from the human watching: {event.get('text', '')}"})
+        elif kind == "handed_back":
+            extra.append({"type": "text", "text": handed_back_text(event.get("actions") or [])})
+            if event.get("image"):
+                outcome = _stored_outcome(run, event)
+                if outcome.image:
+                    extra.append(_image_block(outcome.image, outcome.media_type))
+    left_open = close_turn(RESUMED_TEXT)
+    if user:
+        conversation.add_user(user)
+    return left_open
+
+
+def _result_block(block: dict[str, Any], outcome: ToolOutcome) -> dict[str, Any]:
+    result = {"type": "tool_result", "tool_use_id": block["id"], "content": outcome.content(), "is_error": outcome.is_error}
+    if block.get("toolset_name"):
+        result["toolset_name"] = block["toolset_name"]
+    return result

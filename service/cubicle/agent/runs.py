@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import fcntl
 import json
 import os
 import re
@@ -60,6 +61,7 @@ TOTAL_FIELDS = ("steps", "input_tokens", "output_tokens", "cache_read_tokens", "
 RUN_FILE = "run.json"
 EVENTS_FILE = "events.jsonl"
 IMAGES_DIR = "images"
+CLAIM_FILE = ".claim"
 
 REDACTED = "[redacted]"
 SECRET_ENV_VARS = ("ANTHROPIC_API_KEY", "CUBICLE_TOKEN")
@@ -73,6 +75,10 @@ _RESERVED = {"id", "created_at", "updated_at", "totals"}
 # Secrets are process-wide on purpose: one registered anywhere must stay off every disk write.
 _registered_secrets: set[str] = set()
 _secrets_lock = threading.Lock()
+
+
+class RunBusy(RuntimeError):
+    """Another process is carrying this run out."""
 
 
 class RunNotFound(LookupError):
@@ -228,6 +234,7 @@ class Run:
         self._meta = meta
         self._lock = threading.RLock()
         self._events_fd: int | None = None
+        self._claim_fd: int | None = None
         self._next_seq = 0
 
     def __repr__(self) -> str:
@@ -292,7 +299,29 @@ class Run:
         self._events_fd = fd
         return fd
 
+    def claim(self) -> None:
+        """Become the one process that carries this run out, until release() or the end of
+        the process: an exclusive lock on a file in the run folder, which the kernel drops
+        when a worker dies, so a killed worker's run can be resumed and a live one cannot."""
+        with self._lock:
+            if self._claim_fd is not None:
+                return
+            fd = os.open(self.folder / CLAIM_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunBusy(f"run {self.id} is being carried out by another process") from None
+            self._claim_fd = fd
+
+    def release(self) -> None:
+        with self._lock:
+            if self._claim_fd is not None:
+                os.close(self._claim_fd)  # closing drops the lock
+                self._claim_fd = None
+
     def close(self) -> None:
+        self.release()
         with self._lock:
             if self._events_fd is not None:
                 os.close(self._events_fd)
@@ -305,12 +334,13 @@ class Run:
         self.close()
 
     def __del__(self) -> None:
-        fd = getattr(self, "_events_fd", None)
-        if fd is not None:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        for name in ("_events_fd", "_claim_fd"):
+            fd = getattr(self, name, None)
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
     # -- images -------------------------------------------------------------------------
 

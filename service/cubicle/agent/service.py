@@ -17,10 +17,12 @@ This module imports nothing of the desktop server (which needs X): the worker ru
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 import threading
@@ -34,7 +36,7 @@ import anthropic
 import httpx
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -45,16 +47,27 @@ from cubicle.client import CubicleError, DesktopClient
 from cubicle.server.security import BodyLimit  # plain ASGI middleware: no X behind it
 
 from .control import RunControl
+from .console import install_console
+from .live_view import HumanLog
+from .live_view import bridge as live_view_bridge
+from .live_view import refuse as refuse_live_view
 from .loop import Agent, Budgets
 from .models import TOOL_VERSIONS, UnknownModel, profile_for
 from .policy import Policy, PolicyError
-from .runs import Run, RunNotFound, RunStore, parse_time, redact
+from .replay import write_replay
+from .runs import IMAGES_DIR, Run, RunNotFound, RunStore, parse_time, redact
 
 log = logging.getLogger("cubicle.worker")
 
 DEFAULT_DESKTOP = "http://127.0.0.1:8000"
 DEFAULT_MODEL = "claude-sonnet-5"
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/health", "/"})
+PUBLIC_PREFIX = "/console/"  # the console's own files and noVNC: no data in them
+SESSION_COOKIE = "cubicle_console"
+# What a browser loads by URL (img src, a link to a replay) cannot carry a header: these
+# read-only GETs also take the console's cookie.
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+COOKIE_PATHS = re.compile(r"^/runs/[A-Za-z0-9_.-]+/(images/[A-Za-z0-9][A-Za-z0-9._-]*|replay)$")
 MAX_BODY_BYTES = 1024 * 1024
 ACTIVE = ("running", "paused")
 EVENTS_PROTOCOL = "cubicle.events"
@@ -89,6 +102,20 @@ def _bearer(header: str) -> str | None:
     return header[7:].strip() if header.startswith("Bearer ") else None
 
 
+def session_cookie_value(token: str) -> str:
+    """The console's cookie: derived from the token, so it stays valid across restarts of the
+    worker, but not the token itself, and good only for COOKIE_PATHS."""
+    return hmac.new(token.encode(), b"cubicle console session", hashlib.sha256).hexdigest()
+
+
+def _cookie(headers: dict[bytes, bytes], name: str) -> str | None:
+    for part in headers.get(b"cookie", b"").decode("latin-1").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value
+    return None
+
+
 async def _send_error(send, status: int, code: str, message: str, prefix: str = "http", headers: list | None = None) -> None:
     body = json.dumps({"error": {"code": code, "message": message}}).encode()
     await send({"type": f"{prefix}.response.start", "status": status, "headers": [
@@ -110,14 +137,21 @@ class WorkerAuth:
     def __init__(self, app, token: str):
         self.app = app
         self.token = token
+        self.cookie = session_cookie_value(token)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or scope.get("path") in PUBLIC_PATHS:
+        path = scope.get("path") or ""
+        if scope["type"] not in ("http", "websocket") or path in PUBLIC_PATHS or (
+                path.startswith(PUBLIC_PREFIX) and scope["type"] == "http" and scope.get("method") in ("GET", "HEAD")):
             return await self.app(scope, receive, send)
-        header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        headers = dict(scope.get("headers") or [])
+        header = headers.get(b"authorization", b"").decode("latin-1")
         if scope["type"] == "http":
             if _same_token(self.token, _bearer(header)):
                 return await self.app(scope, receive, send)
+            if scope.get("method") in ("GET", "HEAD") and COOKIE_PATHS.match(path) and not header:
+                if _same_token(self.cookie, _cookie(headers, SESSION_COOKIE)):
+                    return await self.app(scope, receive, send)
             return await _send_error(send, 401, "unauthorized", UNAUTHORIZED, headers=[(b"www-authenticate", b"Bearer")])
 
         offered = list(scope.get("subprotocols") or [])
@@ -227,7 +261,15 @@ class ActiveRun:
     hub: EventHub
     desktop: str
     client: DesktopClient
+    desktop_token: str = field(default="", repr=False)
     thread: threading.Thread | None = field(default=None, repr=False)
+    human_log: HumanLog | None = field(default=None, repr=False)
+
+    def log(self, kind: str, **fields: Any) -> dict[str, Any]:
+        """An event written by the service rather than the agent, shown live like the agent's."""
+        event = self.run.append(kind, **fields)
+        self.hub.publish(event)
+        return event
 
     @property
     def busy(self) -> bool:
@@ -352,7 +394,8 @@ class RunManager:
                 if url in self._desktops and self._desktops[url] is None:
                     del self._desktops[url]
             raise
-        active = ActiveRun(run, agent, control, hub, url, client)
+        active = ActiveRun(run, agent, control, hub, url, client, desktop_token=token or "")
+        active.human_log = HumanLog(active, hub.publish)
         active.thread = threading.Thread(target=self._execute, args=(active,), name=f"run-{run.id}", daemon=True)
         with self._lock:
             self._active[run.id] = active
@@ -377,6 +420,8 @@ class RunManager:
         except Exception as error:  # the run is already marked failed, with the reason
             log.error("run %s failed: %s", active.run.id, redact(f"{type(error).__name__}: {error}"))
         finally:
+            if active.human_log is not None:
+                active.human_log.close()
             active.client.close()
             with self._lock:
                 self._active.pop(active.run.id, None)
@@ -420,7 +465,7 @@ class RunManager:
         if active is not None:
             meta = active.run.meta
             return {**meta, "active": True, "pause_requested": active.control.paused,
-                    "stop_requested": active.control.stopped}
+                    "stop_requested": active.control.stopped, "taken_over": active.control.taken_over}
         if meta.get("status") in ACTIVE:
             created = parse_time(meta.get("created_at"))
             if created is None or created < self.started_at:
@@ -544,6 +589,9 @@ def create_worker_app(
     @app.post("/runs/{run_id}/resume")
     def resume(run_id: str) -> dict[str, Any]:
         active = manager.require_active(run_id, "resumed")
+        if active.control.taken_over:
+            raise WorkerError(409, "taken_over", f"A human has control of run {run_id}: hand it back "
+                              f"(POST /runs/{run_id}/handback), and the run resumes.")
         active.control.resume()
         return manager.describe(active.run.meta, active)
 
@@ -567,6 +615,64 @@ def create_worker_app(
             raise WorkerError(404, "approval_not_found", f"Nothing in run {run.id} waits for approval under {approval_id!r}"
                               + (f"; waiting: {', '.join(waiting)}." if waiting else "."))
         return {"id": run.id, "approval_id": approval_id, "approved": body.approve, "note": body.note}
+
+    @app.post("/runs/{run_id}/takeover")
+    def take_over(run_id: str) -> dict[str, Any]:
+        active = manager.require_active(run_id, "taken over")
+        if not active.control.take_over():
+            raise WorkerError(409, "already_taken_over", f"A human already has control of run {run_id}; hand it back first.")
+        active.log("taken_over", step=active.run.meta["totals"]["steps"], actor="human")
+        return manager.describe(active.run.meta, active)
+
+    @app.post("/runs/{run_id}/handback")
+    async def hand_back(run_id: str) -> dict[str, Any]:
+        active = await run_in_threadpool(manager.require_active, run_id, "handed back")
+        if not active.control.taken_over:
+            raise WorkerError(409, "not_taken_over", f"Nobody has taken run {run_id} over: there is nothing to hand back.")
+        # Everything the human did is in the log before the model hears about it.
+        await active.human_log.end_input()
+        actions = active.control.hand_back()
+        if actions is None:
+            raise WorkerError(409, "not_taken_over", f"Run {run_id} was handed back already.")
+        return {**manager.describe(active.run.meta, active), "human_actions": actions}
+
+    @app.websocket("/runs/{run_id}/vnc")
+    async def live_view(websocket: WebSocket, run_id: str) -> None:
+        await websocket.accept()
+        try:
+            _, active = await run_in_threadpool(manager.find, run_id)
+        except WorkerError as error:
+            await refuse_live_view(websocket, error.message)
+            return
+        if active is None or not active.busy:
+            await refuse_live_view(websocket, f"Run {run_id} has ended: the live view is for running and paused runs.")
+            return
+        await live_view_bridge(websocket, active, active.desktop_token, active.human_log)
+
+    @app.get("/runs/{run_id}/images/{name}")
+    def run_image(run_id: str, name: str) -> FileResponse:
+        run, _ = manager.find(run_id)
+        path = run.folder / IMAGES_DIR / name
+        if not SAFE_NAME.match(name) or not path.is_file():
+            raise WorkerError(404, "image_not_found", f"Run {run.id} has no image {name!r}.")
+        return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
+
+    @app.get("/runs/{run_id}/replay")
+    def run_replay(run_id: str) -> HTMLResponse:
+        run, _ = manager.find(run_id)
+        # Written afresh: the run may have gone on since. Its images are under images/, which
+        # resolves to the route above.
+        path = write_replay(run)
+        return HTMLResponse(path.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
+
+    @app.post("/session", status_code=204)
+    def open_session() -> Response:
+        """For the console: a cookie that lets <img> and links load run images and replays."""
+        response = Response(status_code=204)
+        response.set_cookie(SESSION_COOKIE, session_cookie_value(token), httponly=True, samesite="strict", path="/runs")
+        return response
+
+    install_console(app)
 
     @app.websocket("/runs/{run_id}/events")
     async def run_events(websocket: WebSocket, run_id: str) -> None:

@@ -130,7 +130,9 @@ def install_viewer(app: FastAPI, novnc_dir: Path = NOVNC_DIR) -> None:
     # check_dir=False: without noVNC the rest of the API still runs; /view then says what is missing.
     app.mount(NOVNC_URL, StaticFiles(directory=novnc_dir, check_dir=False), name="novnc")
     page = _PAGE.replace("__NOVNC__", NOVNC_URL)
-    headers = {"Cache-Control": "no-store"}
+    # No framing: a page that frames the viewer could trick a click on Take over.
+    headers = {"Cache-Control": "no-store", "Content-Security-Policy": "frame-ancestors 'none'",
+               "Referrer-Policy": "no-referrer"}
 
     @app.get(VIEW_PATH, include_in_schema=False)
     async def view() -> HTMLResponse:
