@@ -72,8 +72,13 @@ ENTRYPOINT ["/usr/local/bin/cubicle-desktop"]
 
 # -- target "agent": the worker service, no X -----------------------------------------------
 FROM ${BASE_IMAGE} AS agent
+# The console's live view is noVNC, and a human's keys are read with its keysym table: only
+# the files of Debian's novnc package, without its dependencies (nodejs, numpy, websockify),
+# which serve nothing here.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 ca-certificates \
+ && cd /tmp && apt-get download novnc && dpkg-deb -x novnc_*.deb /tmp/novnc \
+ && mv /tmp/novnc/usr/share/novnc /usr/share/novnc && rm -rf /tmp/novnc /tmp/novnc_*.deb && cd / \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 1000 --user-group --no-create-home --home-dir /var/lib/cubicle --shell /usr/sbin/nologin cubicle \
  && install -d -o cubicle -g cubicle /var/lib/cubicle /var/lib/cubicle/runs

@@ -430,6 +430,11 @@ def test_the_agent_image_serves_runs_on_the_desktop_image(images, desktop, workd
         except AssertionError as error:
             raise AssertionError(f"{error}\n{container.output()}") from None
         assert [p for p in container.processes() if p["uid"] == 0] == []
+        # The console and its live view's noVNC are served from the image.
+        console = httpx.get(url + "/", timeout=10)
+        assert console.status_code == 200 and "cubicle console" in console.text
+        assert httpx.get(url + "/console/novnc/core/rfb.js", timeout=10).status_code == 200
+        assert container.run("test", "-f", "/usr/share/novnc/core/input/keysymdef.js").returncode == 0
 
         headers = {"Authorization": f"Bearer {worker_token}"}
         created = httpx.post(url + "/runs", json={"task": "Look at the screen.", "model": MODEL}, headers=headers, timeout=60)
