@@ -23,10 +23,16 @@ def own_desktop(tmp_path_factory):
         yield running
 
 
-def program_pid(desktop, name: str) -> int:
-    out = desktop.supervisorctl("pid", name).strip()
-    assert out.isdigit() and int(out) > 0, out
-    return int(out)
+def program_pid(desktop, name: str, timeout: float = 30.0) -> int:
+    """The program's pid once supervisord has it running: /health does not wait for the panel,
+    and a program being restarted has none for a moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = desktop.supervisorctl("pid", name).strip()
+        if out.isdigit() and int(out) > 0:
+            return int(out)
+        assert time.monotonic() < deadline, f"{name} is not running: {out}"
+        time.sleep(0.2)
 
 
 def get(desktop, path, **kwargs):
