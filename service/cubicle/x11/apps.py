@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 
 from .errors import LaunchFailed, X11Error
 
@@ -43,6 +44,9 @@ class Launcher:
         return child.pid
 
 
+SET_WAIT_S = 2.0  # at most, for the clipboard to hold what was just put there
+
+
 class Clipboard:
     """The CLIPBOARD selection as UTF-8 text, through xclip: owning a selection means
     answering other clients' requests for as long as it is held, which xclip's background
@@ -68,3 +72,8 @@ class Clipboard:
         )
         if result.returncode != 0:
             raise X11Error("xclip could not take the clipboard")
+        # xclip forks and returns before its background half owns the selection: until then
+        # a paste would still get the old text. Return once the clipboard holds the new one.
+        deadline = time.monotonic() + SET_WAIT_S
+        while self.get() != text and time.monotonic() < deadline:
+            time.sleep(0.01)
