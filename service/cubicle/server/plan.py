@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from cubicle import actions as a
 from cubicle import imaging, x11
+from cubicle.x11 import pointer
 
 from .errors import ApiError, from_engine_error
 
@@ -25,6 +26,7 @@ class Step:
     run: Callable[[x11.X11Desktop], dict[str, Any] | None]
     changes_screen: bool = True  # input that may redraw: a later capture waits for quiet
     captures: bool = False  # screenshot / zoom: wants a settled screen first
+    busy_s: float = 0.0  # how long it keeps the desktop busy at least (waits, held keys, drags)
 
 
 class PlanError(Exception):
@@ -96,19 +98,26 @@ class Planner:
     # -- planning -----------------------------------------------------------------------
 
     def plan(self, request: a.ActionRequest, capture_step) -> list[Step]:
-        # The X thread is the desktop's one lane: one batch may not hold it for hours.
-        waited = sum(getattr(action, "duration", 0) or 0 for action in request.actions)
-        if waited > a.MAX_DURATION_S:
-            raise PlanError(0, ApiError(
-                422, "batch_too_long",
-                f"The batch's wait and hold_key durations add up to {waited:g} s; at most {a.MAX_DURATION_S:g} s per batch.",
-            ))
+        # The X thread is the desktop's one lane: one batch may not hold it for hours. Waits
+        # and held keys take their duration; a drag takes its length (a motion every
+        # DRAG_STEP_PX pixels, DRAG_STEP_DELAY_S apart): 1000 corner-to-corner points would
+        # take over 8 minutes.
         steps = []
+        busy = 0.0
         for index, action in enumerate(request.actions):
             try:
-                steps.append(self._step(index, action, capture_step))
+                step = self._step(index, action, capture_step)
             except ApiError as error:
                 raise PlanError(index, error) from None
+            busy += step.busy_s
+            if busy > a.MAX_DURATION_S:
+                raise PlanError(index, ApiError(
+                    422, "batch_too_long",
+                    f"The batch's waits, held keys and drags would keep the desktop busy for about {busy:.0f} s by "
+                    f"this action; at most {a.MAX_DURATION_S:g} s per batch. Send it as several batches, or shorten "
+                    "the drag paths and durations.",
+                ))
+            steps.append(step)
         return steps
 
     def _step(self, index: int, action, capture_step) -> Step:
@@ -131,7 +140,9 @@ class Planner:
             def drag(d: x11.X11Desktop) -> None:
                 d.drag([start or d.cursor_position(), *middle, end], "left", mods)
 
-            return Step(index, name, drag)
+            # Without a start, the leg from wherever the pointer is is not counted: at least.
+            moves = len(pointer.interpolate([start, *middle, end] if start else [*middle, end])) - 1
+            return Step(index, name, drag, busy_s=moves * pointer.DRAG_STEP_DELAY_S)
         if isinstance(action, a.MouseButton):
             at = self.point(action.coordinate) if action.coordinate is not None else None
             down = name == "left_mouse_down"
@@ -147,12 +158,12 @@ class Planner:
             sequence = self.keys(action.text)
             if len(sequence) != 1:
                 raise ApiError(422, "invalid_text", "hold_key takes one combo (e.g. 'shift' or 'ctrl+alt'), not several.")
-            return Step(index, name, lambda d: d.hold(sequence[0], action.duration))
+            return Step(index, name, lambda d: d.hold(sequence[0], action.duration), busy_s=action.duration)
         if isinstance(action, a.Type):
             keysyms = self.typed(action.text)
             return Step(index, name, lambda d: d.type_keysyms(keysyms))
         if isinstance(action, a.Wait):
-            return Step(index, name, lambda d: time.sleep(action.duration), changes_screen=False)
+            return Step(index, name, lambda d: time.sleep(action.duration), changes_screen=False, busy_s=action.duration)
         if isinstance(action, a.CursorPosition):
 
             def cursor(d: x11.X11Desktop) -> dict[str, Any]:
