@@ -8,10 +8,10 @@ from fastapi import FastAPI
 
 from cubicle import __version__, x11
 
-from . import errors
+from . import errors, openapi
 from .docs import install_docs
 from .routes import router
-from .security import BodyLimit, TokenAuth
+from .security import PUBLIC_PATHS, BodyLimit, TokenAuth
 from .service import DesktopService
 from .viewer import install_viewer
 from .vnc_bridge import VNC_PATH, install_vnc_bridge
@@ -50,6 +50,7 @@ def create_app(token: str, display: str, vnc_port: int = 5900, app_log: str | No
     app.include_router(host_routes.router)
     # --
     errors.install(app)
+    openapi.install(app, PUBLIC_PATHS)
     install_docs(app)
     install_viewer(app)
     install_vnc_bridge(app, token)

@@ -11,10 +11,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cubicle import x11
-from cubicle.actions import ACTION_NAMES
+from cubicle.actions import ACTION_NAMES, ActionResult, ErrorBody
 
 
 class ApiError(Exception):
@@ -26,6 +27,14 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message}}
+
+
+class BatchRefused(BaseModel):
+    """A batch of actions that failed: `results` says what each action did, once the batch
+    got past parsing (a body that is not a valid batch has no results)."""
+
+    error: ErrorBody
+    results: list[ActionResult] | None = Field(None, description="one per action: ok, error or not_executed")
 
 
 def from_engine_error(error: x11.X11Error) -> ApiError:
@@ -67,11 +76,32 @@ def _describe(error: dict[str, Any]) -> str:
     kind = error.get("type", "")
     if kind == "extra_forbidden":
         return f"{where}: unknown field (check its spelling against the API docs)"
+    if kind == "missing" and where == "body":
+        return "the body is missing: send JSON with 'Content-Type: application/json'"
     if kind == "missing":
         return f"{where}: this field is required"
     if kind == "json_invalid":
         return f"the body is not valid JSON ({error.get('ctx', {}).get('error', 'parse error')})"
+    if where == "body" and kind in ("model_attributes_type", "model_type", "dict_type"):
+        return f"the body must be a JSON object, not {_json_kind(error.get('input'))}"
+    if kind == "string_unicode":
+        return (f"{where}: holds a lone surrogate (an escape such as \\ud800 without its pair), which is no "
+                "character: send valid Unicode")
+    if kind == "int_parsing_size":
+        return f"{where}: {error.get('input')!r} is far too large; send a whole number in range"
     return f"{where}: {error.get('msg', 'invalid value')}"
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else type(value).__name__
 
 
 def install(app: FastAPI) -> None:
@@ -103,9 +133,13 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"error": {"code": code, "message": shown}}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed"}
-        message = {404: "No such route. See /docs for the API."}.get(error.status_code, str(error.detail))
+        allowed = (getattr(error, "headers", None) or {}).get("Allow")
+        message = {
+            404: "No such route. See /docs for the API.",
+            405: f"{request.method} is not allowed on {request.url.path}" + (f"; it takes {allowed}." if allowed else "."),
+        }.get(error.status_code, str(error.detail))
         return JSONResponse(
             {"error": {"code": codes.get(error.status_code, "http_error"), "message": message}},
             status_code=error.status_code,

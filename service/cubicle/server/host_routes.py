@@ -11,9 +11,11 @@ from cubicle import actions as a
 
 from .errors import ApiError
 from .files import FileAccess, FileContent
+from .openapi import error_responses
+from .routes import no_booleans_for_numbers, only_known_query
 from .shell import ShellSession
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(only_known_query), Depends(no_booleans_for_numbers)])
 
 
 def get_shell(request: Request) -> ShellSession:
@@ -50,7 +52,7 @@ async def shell_restart(shell: ShellSession = Depends(get_shell)) -> a.ShellRest
 
 
 @router.get(
-    "/files", response_model=a.FileInfo, response_model_exclude_unset=True, tags=["files"],
+    "/files", response_model=a.FileInfo, response_model_exclude_unset=True, tags=["files"], responses=error_responses(403, 404, 422),
     summary="A text file's content, or a directory's entries",
 )
 async def read_file(
@@ -67,7 +69,7 @@ async def read_file(
 
 
 @router.put(
-    "/files", response_model=a.FileWritten, tags=["files"],
+    "/files", response_model=a.FileWritten, tags=["files"], responses=error_responses(403, 404, 422, 507),
     summary="Create or replace a text file (atomically; an existing file keeps its permissions)",
 )
 async def write_file(body: a.WriteFile, files: FileAccess = Depends(get_files)) -> a.FileWritten:

@@ -3,37 +3,113 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
+import re
 import shlex
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import TypeAdapter, ValidationError
 
 from cubicle import actions as a
 from cubicle import x11
 
-from .errors import ApiError
+from .errors import ApiError, BatchRefused
+from .openapi import error_responses
 from .plan import Planner
 from .service import DesktopService
 
-router = APIRouter()
+
+def _query_names(dependant) -> set[str]:
+    names = {field.alias for field in dependant.query_params}
+    for dependency in dependant.dependencies:
+        names |= _query_names(dependency)
+    return names
+
+
+def only_known_query(request: Request) -> None:
+    """Unknown query parameters are refused, as unknown body fields are: a misspelt
+    `max_widht=800` must not silently give a full-size screenshot."""
+    route = request.scope.get("route")
+    if not request.query_params or route is None or not hasattr(route, "dependant"):
+        return
+    known = _query_names(route.dependant)
+    unknown = [name for name in dict.fromkeys(request.query_params) if name not in known]
+    if unknown:
+        takes = f"this route takes {', '.join(sorted(known))}" if known else "this route takes none"
+        raise ApiError(422, "invalid_request", f"{unknown[0]!r}: unknown query parameter (check its spelling; {takes}).")
+
+
+def _coerced_booleans(raw: Any, value: Any, where: str = "") -> list[tuple[str, bool]]:
+    """Where the JSON has true/false but the parsed body holds something else: pydantic's
+    lax mode reads true as 1, so [true, true] would click at (1, 1)."""
+    if isinstance(raw, bool):
+        return [] if isinstance(value, bool) else [(where or "body", raw)]
+    if isinstance(raw, dict):
+        found = []
+        for key, item in raw.items():
+            inner = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
+            found += _coerced_booleans(item, inner, f"{where}.{key}" if where else str(key))
+        return found
+    if isinstance(raw, list) and isinstance(value, (list, tuple)) and len(raw) == len(value):
+        return [hit for index, pair in enumerate(zip(raw, value)) for hit in _coerced_booleans(*pair, f"{where}[{index}]")]
+    return []
+
+
+@functools.cache
+def _adapter(annotation: Any) -> TypeAdapter:
+    return TypeAdapter(annotation)
+
+
+async def no_booleans_for_numbers(request: Request) -> None:
+    """true and false are refused where the body takes a number (the body's other problems
+    are left to the usual validation)."""
+    route = request.scope.get("route")
+    fields = getattr(getattr(route, "dependant", None), "body_params", None)
+    if not fields or request.method not in ("POST", "PUT", "PATCH"):
+        return
+    body = await request.body()
+    if b"true" not in body and b"false" not in body:
+        return
+    try:
+        raw = json.loads(body)
+        value = _adapter(fields[0].field_info.annotation).validate_python(raw)
+    except (ValueError, ValidationError):
+        return
+    if isinstance(value, a.ActionRequest) and not (isinstance(raw, dict) and "actions" in raw):
+        raw = {"actions": raw if isinstance(raw, list) else [raw]}  # the shorthands ActionRequest takes
+    coerced = _coerced_booleans(raw, value)
+    if coerced:
+        where, given = coerced[0]
+        raise ApiError(422, "invalid_request", f"{where}: {str(given).lower()} is not a number; send a number there.")
+
+
+router = APIRouter(dependencies=[Depends(only_known_query), Depends(no_booleans_for_numbers)])
 
 
 def get_service(request: Request) -> DesktopService:
     return request.app.state.service
 
 
+_INTEGER = re.compile(r"-?[0-9]+")  # int() alone would also take '1_0' or other scripts' digits
+
+
 def _parse_region(text: str, screen: tuple[int, int]) -> tuple[int, int, int, int]:
     """'x0,y0,x1,y1' in screen pixels -> (x, y, width, height), checked like a zoom action's region."""
-    try:
-        x0, y0, x1, y1 = (int(part) for part in text.split(","))
-    except ValueError:
-        raise ApiError(422, "invalid_region", f"region must be four integers x0,y0,x1,y1, not {text!r}.") from None
+    parts = text.split(",")
+    if len(parts) != 4 or not all(_INTEGER.fullmatch(part.strip()) for part in parts):
+        raise ApiError(422, "invalid_region", f"region must be four integers x0,y0,x1,y1, not {text!r}.")
+    x0, y0, x1, y1 = (int(part) for part in parts)
     return Planner(screen, None).region((x0, y0, x1, y1))
 
 
-@router.get("/health", response_model=a.Health, tags=["status"], summary="Is the X server, the window manager and VNC up? (no token needed)")
+@router.get(
+    "/health", response_model=a.Health, tags=["status"], summary="Is the X server, the window manager and VNC up? (no token needed)",
+    responses={503: {"model": a.Health, "description": "some part is down: status is \"degraded\""}},
+)
 async def health(request: Request) -> JSONResponse:
     display_name = request.app.state.service.desktop.display_name
     vnc_port = request.app.state.vnc_port
@@ -58,7 +134,7 @@ async def _vnc_up(port: int) -> bool:
         writer.close()
 
 
-@router.get("/screen", response_model=a.ScreenInfo, tags=["screen"])
+@router.get("/screen", response_model=a.ScreenInfo, tags=["screen"], responses=error_responses(503))
 async def screen(service: DesktopService = Depends(get_service)) -> a.ScreenInfo:
     width, height = await service.on_x_thread(service.desktop.screen_size)
     return a.ScreenInfo(width=width, height=height, display=service.desktop.display_name)
@@ -68,7 +144,11 @@ async def screen(service: DesktopService = Depends(get_service)) -> a.ScreenInfo
     "/screenshot",
     tags=["screen"],
     summary="Capture the screen (or a zoomed region) as PNG, JPEG or WebP",
-    responses={200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}, "description": "the image; sizes and scale in X-* headers"}},
+    responses={
+        200: {"model": a.ImageData, "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+              "description": "the image (with json=true: the image in base64 and its sizes); sizes and scale in X-* headers"},
+        **error_responses(422, 503),
+    },
 )
 async def screenshot(
     format: Literal["png", "jpeg", "webp"] = "png",
@@ -100,47 +180,50 @@ async def screenshot(
     response_model=a.ActionResponse,
     tags=["input"],
     summary="Run one action or a batch, in order, stopping at the first failure",
-    responses={422: {"model": a.ActionResponse}, 503: {"model": a.ActionResponse}},
+    responses=error_responses(422, 503, model=BatchRefused),
 )
 async def run_actions(request: a.ActionRequest, service: DesktopService = Depends(get_service)) -> JSONResponse:
     status, response = await service.run_batch(request)
     return JSONResponse(response.model_dump(exclude_none=True), status_code=status)
 
 
-@router.get("/cursor", response_model=a.Point, tags=["input"])
+@router.get("/cursor", response_model=a.Point, tags=["input"], responses=error_responses(503))
 async def cursor(service: DesktopService = Depends(get_service)) -> a.Point:
     x, y = await service.on_x_thread(service.desktop.cursor_position)
     return a.Point(x=x, y=y)
 
 
+_WINDOW_ID = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]+)")
+
+
 def _window_id(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise ApiError(422, "invalid_window_id", f"Window id must be a number (decimal or 0x hex), not {text!r}.") from None
+    # Strictly digits or 0x hex: int() alone would also take ' 12', '1_0' or '0b11'.
+    if not _WINDOW_ID.fullmatch(text):
+        raise ApiError(422, "invalid_window_id", f"Window id must be a number (decimal or 0x hex), not {text!r}.")
+    return int(text, 16) if text[:2].lower() == "0x" else int(text)
 
 
-@router.get("/windows", response_model=list[a.Window], tags=["windows"])
+@router.get("/windows", response_model=list[a.Window], tags=["windows"], responses=error_responses(503))
 async def windows(service: DesktopService = Depends(get_service)) -> list[a.Window]:
     found = await service.on_x_thread(service.desktop.windows)
     return [a.Window(**vars(window)) for window in found]
 
 
-@router.post("/windows/{window_id}/activate", response_model=a.WindowActionResponse, tags=["windows"])
+@router.post("/windows/{window_id}/activate", response_model=a.WindowActionResponse, tags=["windows"], responses=error_responses(404, 422, 503))
 async def activate(window_id: str, service: DesktopService = Depends(get_service)) -> a.WindowActionResponse:
     number = _window_id(window_id)
     done = await service.on_x_thread(service.desktop.activate, number)
     return a.WindowActionResponse(id=number, done=done)
 
 
-@router.post("/windows/{window_id}/close", response_model=a.WindowActionResponse, tags=["windows"])
+@router.post("/windows/{window_id}/close", response_model=a.WindowActionResponse, tags=["windows"], responses=error_responses(404, 422, 503))
 async def close(window_id: str, service: DesktopService = Depends(get_service)) -> a.WindowActionResponse:
     number = _window_id(window_id)
     done = await service.on_x_thread(service.desktop.close_window, number)
     return a.WindowActionResponse(id=number, done=done)
 
 
-@router.post("/apps/launch", response_model=a.LaunchResponse, tags=["windows"])
+@router.post("/apps/launch", response_model=a.LaunchResponse, tags=["windows"], responses=error_responses(422, 503))
 async def launch(body: a.LaunchRequest, service: DesktopService = Depends(get_service)) -> a.LaunchResponse:
     try:
         argv = shlex.split(body.command) if isinstance(body.command, str) else list(body.command)
@@ -148,6 +231,8 @@ async def launch(body: a.LaunchRequest, service: DesktopService = Depends(get_se
         raise ApiError(422, "invalid_command", f"Cannot split the command: {error}.") from None
     if not argv or not argv[0]:
         raise ApiError(422, "invalid_command", "The command is empty; give a program name such as 'mousepad'.")
+    if any("\0" in part for part in argv):
+        raise ApiError(422, "invalid_command", "The command contains a NUL character, which no program can take; remove it.")
     desktop = service.desktop
     before = set(await service.on_x_thread(desktop.window_ids))
     pid = await asyncio.to_thread(desktop.launcher.launch, argv)
@@ -166,12 +251,12 @@ async def launch(body: a.LaunchRequest, service: DesktopService = Depends(get_se
     return a.LaunchResponse(pid=pid, window=a.Window(**vars(window)) if window else None)
 
 
-@router.get("/clipboard", response_model=a.ClipboardText, tags=["clipboard"])
+@router.get("/clipboard", response_model=a.ClipboardText, tags=["clipboard"], responses=error_responses(503))
 async def get_clipboard(service: DesktopService = Depends(get_service)) -> a.ClipboardText:
     return a.ClipboardText(text=await asyncio.to_thread(service.desktop.clipboard.get))
 
 
-@router.put("/clipboard", response_model=a.ClipboardText, tags=["clipboard"])
+@router.put("/clipboard", response_model=a.ClipboardText, tags=["clipboard"], responses=error_responses(503))
 async def put_clipboard(body: a.ClipboardText, service: DesktopService = Depends(get_service)) -> a.ClipboardText:
     await asyncio.to_thread(service.desktop.clipboard.set, body.text)
     return body
