@@ -12,10 +12,10 @@ from cubicle import actions as a
 from .errors import ApiError
 from .files import FileAccess, FileContent
 from .openapi import error_responses
-from .routes import no_booleans_for_numbers, only_known_query
+from .routes import exact_json_types, only_known_query
 from .shell import ShellSession
 
-router = APIRouter(dependencies=[Depends(only_known_query), Depends(no_booleans_for_numbers)])
+router = APIRouter(dependencies=[Depends(only_known_query), Depends(exact_json_types)])
 
 
 def get_shell(request: Request) -> ShellSession:

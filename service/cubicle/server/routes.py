@@ -43,20 +43,31 @@ def only_known_query(request: Request) -> None:
         raise ApiError(422, "invalid_request", f"{unknown[0]!r}: unknown query parameter (check its spelling; {takes}).")
 
 
-def _coerced_booleans(raw: Any, value: Any, where: str = "") -> list[tuple[str, bool]]:
-    """Where the JSON has true/false but the parsed body holds something else: pydantic's
-    lax mode reads true as 1, so [true, true] would click at (1, 1)."""
-    if isinstance(raw, bool):
-        return [] if isinstance(value, bool) else [(where or "body", raw)]
+def _coerced(raw: Any, value: Any, where: str = "") -> list[tuple[str, str]]:
+    """(field, what to send instead) wherever pydantic's lax mode read one JSON type as
+    another: true as 1 ([true, true] would click at (1, 1)), 0 or "yes" as a boolean, "5"
+    as a number. A whole number written 5.0 stays an integer, as JSON Schema has it."""
+    where = where or "body"
+    if isinstance(raw, bool) != isinstance(value, bool):
+        if isinstance(raw, bool):
+            return [(where, f"{str(raw).lower()} is not a number; send a number")]
+        return [(where, f"{_shown(raw)} is not true or false; send true or false")]
+    if isinstance(raw, str) and isinstance(value, (int, float)):
+        return [(where, f"{_shown(raw)} is a string; send the number itself")]
     if isinstance(raw, dict):
         found = []
         for key, item in raw.items():
             inner = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
-            found += _coerced_booleans(item, inner, f"{where}.{key}" if where else str(key))
+            found += _coerced(item, inner, f"{where}.{key}" if where != "body" else str(key))
         return found
     if isinstance(raw, list) and isinstance(value, (list, tuple)) and len(raw) == len(value):
-        return [hit for index, pair in enumerate(zip(raw, value)) for hit in _coerced_booleans(*pair, f"{where}[{index}]")]
+        return [hit for index, pair in enumerate(zip(raw, value)) for hit in _coerced(*pair, f"{'' if where == 'body' else where}[{index}]")]
     return []
+
+
+def _shown(raw: Any) -> str:
+    text = json.dumps(raw, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @functools.cache
@@ -64,30 +75,27 @@ def _adapter(annotation: Any) -> TypeAdapter:
     return TypeAdapter(annotation)
 
 
-async def no_booleans_for_numbers(request: Request) -> None:
-    """true and false are refused where the body takes a number (the body's other problems
-    are left to the usual validation)."""
+async def exact_json_types(request: Request) -> None:
+    """A body's numbers must be JSON numbers and its booleans JSON booleans (its other
+    problems are left to the usual validation)."""
     route = request.scope.get("route")
     fields = getattr(getattr(route, "dependant", None), "body_params", None)
     if not fields or request.method not in ("POST", "PUT", "PATCH"):
         return
-    body = await request.body()
-    if b"true" not in body and b"false" not in body:
-        return
     try:
-        raw = json.loads(body)
+        raw = json.loads(await request.body())
         value = _adapter(fields[0].field_info.annotation).validate_python(raw)
     except (ValueError, ValidationError):
         return
     if isinstance(value, a.ActionRequest) and not (isinstance(raw, dict) and "actions" in raw):
         raw = {"actions": raw if isinstance(raw, list) else [raw]}  # the shorthands ActionRequest takes
-    coerced = _coerced_booleans(raw, value)
+    coerced = _coerced(raw, value)
     if coerced:
-        where, given = coerced[0]
-        raise ApiError(422, "invalid_request", f"{where}: {str(given).lower()} is not a number; send a number there.")
+        where, instead = coerced[0]
+        raise ApiError(422, "invalid_request", f"{where}: {instead}.")
 
 
-router = APIRouter(dependencies=[Depends(only_known_query), Depends(no_booleans_for_numbers)])
+router = APIRouter(dependencies=[Depends(only_known_query), Depends(exact_json_types)])
 
 
 def get_service(request: Request) -> DesktopService:
