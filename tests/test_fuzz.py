@@ -70,11 +70,7 @@ CHECKS = [
     negative_data_rejection,
 ]
 
-# The worker's schema does not document its errors yet (400/401/404/409/413/415/502/503, the
-# {"error"} body of its 422s, the content types of images and replay pages): the fuzz found
-# that and it has been reported. Until it does, its answers are held to no 5xx, refusal of
-# schema-breaking data and the headers it documents; then this becomes CHECKS.
-WORKER_CHECKS = [not_a_server_error, response_headers_conformance, negative_data_rejection]
+WORKER_CHECKS = CHECKS  # the worker's schema documents its errors too
 MODEL = "claude-haiku-4-5"
 WORKER_TOKEN = "fuzz-worker-token-" + secrets.token_hex(8)
 API_KEY = "sk-ant-fuzz-" + "f" * 24

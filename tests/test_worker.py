@@ -350,6 +350,10 @@ def test_bad_requests_are_refused_at_once_with_clear_errors(worker):
     assert error(start(task="   "), 422, "invalid_request") == "task: must not be empty"
     assert error(start(max_steps=0), 422, "invalid_request").startswith("max_steps: ")
     assert "tool_version: " in error(start(tool_version="computer_1999"), 422, "invalid_request")
+    # JSON types are taken as they are: "5" is not a number, true is not one either.
+    assert error(start(max_steps="5"), 422, "invalid_request").startswith("max_steps: ")
+    assert error(start(max_tokens=True), 422, "invalid_request").startswith("max_tokens: ")
+    assert "'event': unknown query parameter" in error(w.request("GET", "/runs?event=false"), 422, "invalid_request")
     assert error(start(colour="blue"), 422, "invalid_request") == "colour: unknown field"
     assert error(w.request("POST", "/runs", json={"model": MODEL}), 422, "invalid_request") == "task: this field is required"
     assert error(w.request("POST", "/runs", content=b"{not json", headers={"content-type": "application/json"}),
@@ -625,10 +629,12 @@ def test_cubicle_agent_run_asks_the_terminal_about_held_actions(desktop, tmp_pat
 
 
 def test_the_worker_imports_nothing_that_needs_x():
-    # Shared and pure: cubicle.server.security (plain ASGI middleware) and the key names
+    # Shared and pure: cubicle.server.security (plain ASGI middleware), .openapi (the error
+    # shape in the schema), and the key names
     # (cubicle.x11.keys, on python-xlib's keysym tables) that record a human's keys. Nothing
     # that opens or speaks an X connection.
-    pure = ("cubicle.server", "cubicle.server.security", "cubicle.x11", "cubicle.x11.keys", "cubicle.x11.errors",
+    pure = ("cubicle.server", "cubicle.server.security", "cubicle.server.openapi", "cubicle.x11", "cubicle.x11.keys",
+            "cubicle.x11.errors",
             "Xlib", "Xlib.X", "Xlib.XK")
     code = ("import sys, cubicle.agent.service, cubicle.cli; cubicle.cli.build_parser(); "
             "print([m for m in sys.modules if m.startswith(('cubicle.x11', 'cubicle.server', 'Xlib'))"

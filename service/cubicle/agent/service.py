@@ -34,16 +34,19 @@ from typing import Any, Callable, Literal
 
 import anthropic
 import httpx
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketDisconnect
 
 from cubicle import __version__
 from cubicle.client import CubicleError, DesktopClient
+from cubicle.server.openapi import error_responses
+from cubicle.server.openapi import install as install_openapi  # the error shape is the desktop's
 from cubicle.server.security import BodyLimit  # plain ASGI middleware: no X behind it
 
 from .control import RunControl
@@ -66,6 +69,10 @@ PUBLIC_PREFIX = "/console/"  # the console's own files and noVNC: no data in the
 SESSION_COOKIE = "cubicle_console"
 # What a browser loads by URL (img src, a link to a replay) cannot carry a header: these
 # read-only GETs also take the console's cookie.
+# A 404 in JSON on routes whose success is not JSON (an explicit content type, or FastAPI
+# would document it as the route's own).
+JSON_404 = {"description": "No such run or image.",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 COOKIE_PATHS = re.compile(r"^/runs/[A-Za-z0-9_.-]+/(images/[A-Za-z0-9][A-Za-z0-9._-]*|replay)$")
 MAX_BODY_BYTES = 1024 * 1024
@@ -277,7 +284,8 @@ class ActiveRun:
 
 
 class NewRun(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "5" is not a number and true is not 5 (lax mode would read them so).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     task: str = Field(min_length=1, max_length=100_000)
     desktop: str | None = Field(None, description="the desktop's URL (default $CUBICLE_DESKTOP_URL)")
@@ -290,12 +298,12 @@ class NewRun(BaseModel):
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     text: str = Field(min_length=1, max_length=20_000)
 
 
 class Decision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     approve: StrictBool
     note: str = Field("", max_length=2_000)
 
@@ -488,6 +496,19 @@ class RunManager:
 # -- the application ----------------------------------------------------------------------
 
 
+def only_known_query(request: HTTPConnection) -> None:
+    """Unknown query parameters are refused, as unknown body fields are: a misspelt
+    `?event=false` must not silently send every event."""
+    route = request.scope.get("route")
+    if not request.query_params or route is None or not hasattr(route, "dependant"):
+        return
+    known = {field.alias for field in route.dependant.query_params}
+    unknown = [name for name in dict.fromkeys(request.query_params) if name not in known]
+    if unknown:
+        takes = f"this route takes {', '.join(sorted(known))}" if known else "this route takes none"
+        raise WorkerError(422, "invalid_request", f"{unknown[0]!r}: unknown query parameter (check its spelling; {takes}).")
+
+
 def _location(loc: tuple) -> str:
     parts = [f"[{item}]" if isinstance(item, int) else str(item) for item in loc if item != "body"]
     return ".".join(parts).replace(".[", "[") or "body"
@@ -554,6 +575,7 @@ def create_worker_app(
         await run_in_threadpool(manager.shutdown)
 
     app = FastAPI(title="cubicle agent worker", version=__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
+                  dependencies=[Depends(only_known_query)],
                   description="Start agent runs on cubicle desktops, watch and steer them. "
                   "Every route but /health needs `Authorization: Bearer <token>`.")
     app.state.runs = manager
@@ -562,7 +584,7 @@ def create_worker_app(
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
-    @app.post("/runs", status_code=201)
+    @app.post("/runs", status_code=201, responses=error_responses(409, 502, 503))
     def create_run(body: NewRun) -> dict[str, Any]:
         active = manager.start(body)
         return manager.describe(active.run.meta, active)
@@ -571,7 +593,7 @@ def create_worker_app(
     def list_runs() -> dict[str, Any]:
         return {"runs": manager.list()}
 
-    @app.get("/runs/{run_id}")
+    @app.get("/runs/{run_id}", responses=error_responses(404))
     def get_run(run_id: str, events: bool = True) -> dict[str, Any]:
         run, active = manager.find(run_id)
         shown = manager.describe(run.meta, active)
@@ -580,13 +602,13 @@ def create_worker_app(
             shown["events"] = run.events()
         return shown
 
-    @app.post("/runs/{run_id}/pause", status_code=202)
+    @app.post("/runs/{run_id}/pause", status_code=202, responses=error_responses(404, 409))
     def pause(run_id: str) -> dict[str, Any]:
         active = manager.require_active(run_id, "paused")
         active.control.pause()
         return manager.describe(active.run.meta, active)
 
-    @app.post("/runs/{run_id}/resume")
+    @app.post("/runs/{run_id}/resume", responses=error_responses(404, 409))
     def resume(run_id: str) -> dict[str, Any]:
         active = manager.require_active(run_id, "resumed")
         if active.control.taken_over:
@@ -595,19 +617,19 @@ def create_worker_app(
         active.control.resume()
         return manager.describe(active.run.meta, active)
 
-    @app.post("/runs/{run_id}/stop", status_code=202)
+    @app.post("/runs/{run_id}/stop", status_code=202, responses=error_responses(404, 409))
     def stop(run_id: str) -> dict[str, Any]:
         active = manager.require_active(run_id, "stopped")
         active.control.stop()
         return manager.describe(active.run.meta, active)
 
-    @app.post("/runs/{run_id}/message", status_code=202)
+    @app.post("/runs/{run_id}/message", status_code=202, responses=error_responses(404, 409))
     def post_message(run_id: str, body: Message) -> dict[str, Any]:
         active = manager.require_active(run_id, "sent a message")
         active.control.post_message(body.text)
         return {"id": active.run.id, "queued": True}
 
-    @app.post("/runs/{run_id}/approvals/{approval_id}")
+    @app.post("/runs/{run_id}/approvals/{approval_id}", responses=error_responses(404))
     def decide(run_id: str, approval_id: str, body: Decision) -> dict[str, Any]:
         run, active = manager.find(run_id)
         if active is None or not active.control.decide(approval_id, body.approve, body.note):
@@ -616,7 +638,7 @@ def create_worker_app(
                               + (f"; waiting: {', '.join(waiting)}." if waiting else "."))
         return {"id": run.id, "approval_id": approval_id, "approved": body.approve, "note": body.note}
 
-    @app.post("/runs/{run_id}/takeover")
+    @app.post("/runs/{run_id}/takeover", responses=error_responses(404, 409))
     def take_over(run_id: str) -> dict[str, Any]:
         active = manager.require_active(run_id, "taken over")
         if not active.control.take_over():
@@ -624,7 +646,7 @@ def create_worker_app(
         active.log("taken_over", step=active.run.meta["totals"]["steps"], actor="human")
         return manager.describe(active.run.meta, active)
 
-    @app.post("/runs/{run_id}/handback")
+    @app.post("/runs/{run_id}/handback", responses=error_responses(404, 409))
     async def hand_back(run_id: str) -> dict[str, Any]:
         active = await run_in_threadpool(manager.require_active, run_id, "handed back")
         if not active.control.taken_over:
@@ -649,7 +671,9 @@ def create_worker_app(
             return
         await live_view_bridge(websocket, active, active.desktop_token, active.human_log)
 
-    @app.get("/runs/{run_id}/images/{name}")
+    @app.get("/runs/{run_id}/images/{name}", response_class=FileResponse, responses={
+        200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}, "description": "the screenshot"},
+        404: JSON_404})
     def run_image(run_id: str, name: str) -> FileResponse:
         run, _ = manager.find(run_id)
         path = run.folder / IMAGES_DIR / name
@@ -657,7 +681,8 @@ def create_worker_app(
             raise WorkerError(404, "image_not_found", f"Run {run.id} has no image {name!r}.")
         return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
 
-    @app.get("/runs/{run_id}/replay")
+    @app.get("/runs/{run_id}/replay", response_class=HTMLResponse, responses={
+        200: {"content": {"text/html": {}}, "description": "the replay page"}, 404: JSON_404})
     def run_replay(run_id: str) -> HTMLResponse:
         run, _ = manager.find(run_id)
         # Written afresh: the run may have gone on since. Its images are under images/, which
@@ -665,7 +690,7 @@ def create_worker_app(
         path = write_replay(run)
         return HTMLResponse(path.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
 
-    @app.post("/session", status_code=204)
+    @app.post("/session", status_code=204, response_class=Response)
     def open_session() -> Response:
         """For the console: a cookie that lets <img> and links load run images and replays."""
         response = Response(status_code=204)
@@ -688,6 +713,7 @@ def create_worker_app(
             pass
 
     _install_errors(app)
+    install_openapi(app, PUBLIC_PATHS)
     # Outermost first: oversized bodies are refused before anything else is read.
     app.add_middleware(WorkerAuth, token=token)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
