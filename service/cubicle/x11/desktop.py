@@ -72,8 +72,8 @@ class _Connection:
             self.grabber = None  # no MIT-SHM, or a remote display: fall back to GetImage
         self.damage = DamageWatcher(self.display, self.root)
         # Before a keycode is rebound, the app must have drawn the keys it was sent with the
-        # old binding: a quiet screen says it has caught up.
-        self.keyboard = Keyboard(self.display, lambda: self.damage.wait_until_quiet(0.15, 3.0))
+        # old binding: drawing, then a quiet screen, says it has caught up.
+        self.keyboard = Keyboard(self.display, lambda: self.damage.wait_until_quiet(0.3, 5.0, drawn_first=True))
         self.windows = Windows(self.display, self.root)
         self.cursor: CursorSprite | None = None
 

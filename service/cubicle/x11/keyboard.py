@@ -8,8 +8,8 @@ when it reads the event, so two rules keep typing exact:
   which idle clients take in the new mapping (Tk read the first key after a fresh binding as
   NoSymbol without it);
 - bindings stay in place and are reused; a spare keycode is rebound only once it has not been
-  pressed for a while and the screen has gone quiet (the app has drawn what it was sent), so
-  an earlier character cannot turn into a later one. Keycodes that carry only multimedia
+  pressed for a while and the app has drawn since, then gone quiet (it has drawn what it was
+  sent), so an earlier character cannot turn into a later one. Keycodes that carry only multimedia
   keysyms (XF86*) count as spare too: more room means rebinding is rare.
 """
 
@@ -65,6 +65,7 @@ class Keyboard:
         # Spare keycodes in least-recently-used order: keycode -> (bound keysym, last press time).
         self._spare: OrderedDict[int, tuple[int, float]] = OrderedDict((k, (0, 0.0)) for k in spare)
         self._shift = self._keycodes.get(XK.string_to_keysym("Shift_L"), (None, False))[0]
+        self._caught_up_at = 0.0  # when the app was last seen to have drawn what it was sent
 
     # -- lookup -------------------------------------------------------------------------
 
@@ -87,11 +88,16 @@ class Keyboard:
             raise RuntimeError("more distinct characters than spare keycodes in one stretch")
         keep = set(keysyms)
         victims = [code for code, (bound, _) in self._spare.items() if bound not in keep][: len(missing)]
-        rest = max((REBIND_AFTER_S - (time.monotonic() - self._spare[code][1]) for code in victims), default=0)
-        if rest > 0:
+        # A keycode pressed since the app last caught up may still wait, unread, in the app's
+        # queue: it must not change meaning before the app has drawn what it was sent. Time
+        # alone is no proof (a client starved of CPU reads late), so wait for its drawing too.
+        if any(self._spare[code][1] > self._caught_up_at for code in victims):
+            rest = max(REBIND_AFTER_S - (time.monotonic() - self._spare[code][1]) for code in victims)
             self._display.sync()
-            time.sleep(rest)
+            if rest > 0:
+                time.sleep(rest)
             self._wait_until_drawn()
+            self._caught_up_at = time.monotonic()
         for keycode, keysym in zip(victims, missing):
             old = self._spare[keycode][0]
             if old:

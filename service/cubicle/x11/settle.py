@@ -64,13 +64,17 @@ class DamageWatcher:
         self._display.sync()
         self.drain()
 
-    def wait_until_quiet(self, quiet_s: float, timeout_s: float) -> SettleReport:
-        start = last_change = time.monotonic()
+    def wait_until_quiet(self, quiet_s: float, timeout_s: float, drawn_first: bool = False) -> SettleReport:
+        """Wait until nothing was drawn for `quiet_s` (at most `timeout_s`). With `drawn_first`,
+        the quiet only counts once something has been drawn since the last drain: a client
+        starved of CPU has not drawn yet, and a still screen then says nothing."""
+        start = time.monotonic()
+        last_change: float | None = None if drawn_first else start
         changes = 0
         socket_fd = self._display.fileno()
         while True:
             now = time.monotonic()
-            if now - last_change >= quiet_s:
+            if last_change is not None and now - last_change >= quiet_s:
                 return SettleReport(True, (now - start) * 1000, changes)
             if now - start >= timeout_s:
                 return SettleReport(False, (now - start) * 1000, changes)
@@ -78,5 +82,6 @@ class DamageWatcher:
                 changes += 1
                 last_change = time.monotonic()
                 continue
-            wait = min(quiet_s - (now - last_change), timeout_s - (now - start))
+            until_quiet = quiet_s - (now - last_change) if last_change is not None else timeout_s
+            wait = min(until_quiet, timeout_s - (now - start))
             select.select([socket_fd], [], [], max(wait, 0.0))
