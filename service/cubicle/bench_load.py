@@ -141,6 +141,15 @@ class Programs:
             return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int | None) -> float | None:
     kib = _read_kib(f"/proc/{pid}/status", "VmRSS:") if pid else None
     return kib * 1024 / 1e6 if kib is not None else None
@@ -607,6 +616,10 @@ def render_report(result: dict, markdown: bool) -> str:
          + ("" if memory["second_half_growth_percent"] is None
             else f" ({memory['second_half_growth_percent']:+.1f}% over the second half)")),
     ]
+    cpu = result["cpu"]
+    if cpu["server_cores"] is not None:
+        out.append(f"CPU during the load: the server {cpu['server_cores']:.2f} cores, these clients "
+                   f"{cpu['clients_cores']:.2f}, of {cpu['cpus']} (load average {cpu['load_average']:.1f})")
     if result["faults"]:
         out += ["", (f"faults, killed with SIGKILL under the load (times from the kill; "
                      f"{result['requests_in_fault_windows']} requests overlapped a fault window):"), ""]
@@ -701,6 +714,7 @@ async def run_load(desktop: Desktop, clients: int, seconds: float, faults: bool)
         readings: list[tuple[float, float]] = []
         stop = asyncio.Event()
         before = rss_mb(server)
+        cpu_before, own_before = cpu_seconds(server), time.process_time()
         sampler = asyncio.create_task(sample_memory(server, origin, readings, stop))
         load_task = asyncio.create_task(run_clients(url, token, clients, seconds, stage, origin, seed + 2))
         fault_results: list[FaultResult] = []
@@ -708,13 +722,20 @@ async def run_load(desktop: Desktop, clients: int, seconds: float, faults: bool)
             fault_results = await run_faults(programs, url, token, stage, origin, time.monotonic() - origin, seconds)
         load, *load_span = await load_task
         after = rss_mb(server)
+        cpu_after, own_after = cpu_seconds(server), time.process_time()
         stop.set()
         await sampler
         if programs.pid("server") != server:
             print(f"  the server process changed during the load ({server} -> {programs.pid('server')})", file=sys.stderr)
             after = None
         memory = memory_summary(server, before, readings, after, load_span[0] + seconds / 2)
-        return summarise(baseline, tuple(base_span), load, tuple(load_span), fault_results, memory, clients)
+        result = summarise(baseline, tuple(base_span), load, tuple(load_span), fault_results, memory, clients)
+        # How busy the machine was: the server and these clients share its CPUs.
+        span = load_span[1] - load_span[0]
+        result["cpu"] = {"server_cores": (cpu_after - cpu_before) / span if cpu_before is not None and cpu_after is not None else None,
+                         "clients_cores": (own_after - own_before) / span, "cpus": os.cpu_count(),
+                         "load_average": os.getloadavg()[0]}
+        return result
     finally:
         if desktop.process is None:  # someone else's desktop: leave it as it was
             await close_terminal(url, token, stage)
