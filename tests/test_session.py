@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -127,3 +128,16 @@ def test_the_token_is_not_in_the_environment_of_the_desktop_programs(own_desktop
     for name in ("openbox", "tint2", "x11vnc", "server"):
         environ = open(f"/proc/{program_pid(own_desktop, name)}/environ", "rb").read()
         assert own_desktop.token.encode() not in environ, name
+
+
+def test_every_program_is_retried_when_it_dies_at_start():
+    # supervisord gives up on a program after `startretries` quick deaths (3 by default):
+    # X that dies three times in a row at start must still come back.
+    import configparser
+
+    conf = configparser.ConfigParser(interpolation=None)
+    conf.read(Path(__file__).resolve().parent.parent / "desktop" / "supervisord.conf")
+    programs = [section for section in conf.sections() if section.startswith("program:")]
+    assert {"program:xvfb", "program:openbox", "program:x11vnc", "program:server"} <= set(programs)
+    for section in programs:
+        assert conf.getint(section, "startretries", fallback=3) >= 10, section
