@@ -517,22 +517,47 @@ def run_figures(client: DesktopClient, baseline: Baseline, rounds: int) -> tuple
     return figures, menu_check
 
 
+def with_desktop(url: str | None, body: Callable[[Desktop], int],
+                 expected: tuple[type[BaseException], ...] = (RuntimeError, OSError, httpx.HTTPError, CubicleError)) -> int:
+    """Run a bench's `body` on a desktop it starts (or the one at `url`) and return its exit
+    status; stop that desktop whatever happens. A SIGTERM ends it the way Ctrl-C does.
+    `expected` failures get one line; anything else is a bug and keeps its traceback."""
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
+    desktop: Desktop | None = None
+    keep_desktop_logs = False
+    try:
+        if url is None:
+            print("starting a desktop ...", file=sys.stderr)
+            desktop = start_desktop()
+        else:
+            desktop = attach_desktop(url)
+        return body(desktop)
+    except KeyboardInterrupt:
+        print("\ncubicle bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if not isinstance(error, expected):
+            traceback.print_exc()
+        keep_desktop_logs = desktop is not None and desktop.state_dir is not None
+        where = f"; desktop logs in {desktop.state_dir}" if keep_desktop_logs else ""
+        print(f"cubicle bench: {error}{where}", file=sys.stderr)
+        return 1
+    finally:
+        if desktop is not None:
+            desktop.stop()
+            if desktop.state_dir is not None and not keep_desktop_logs:
+                shutil.rmtree(desktop.state_dir, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous_handler)
+
+
 def run_bench(args) -> int:
     if args.rounds < 1:
         print("cubicle bench: --rounds must be at least 1", file=sys.stderr)
         return 2
     started = time.monotonic()
-    # A SIGTERM stops the bench the way Ctrl-C does, so the desktop it started is stopped too.
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
-    desktop: Desktop | None = None
-    keep_desktop_logs = False
     workdir = Path(tempfile.mkdtemp(prefix="cubicle-bench-shots-"))
-    try:
-        if args.url is None:
-            print("starting a desktop ...", file=sys.stderr)
-            desktop = start_desktop()
-        else:
-            desktop = attach_desktop(args.url)
+
+    def bench(desktop: Desktop) -> int:
         print(f"desktop {desktop.url} on display {desktop.display}; {args.rounds} rounds per figure", file=sys.stderr)
         baseline = Baseline(desktop.display, workdir)
         with DesktopClient(desktop.url, desktop.token) as client:
@@ -563,25 +588,13 @@ def run_bench(args) -> int:
         print(f"\nresults in {path} (settled menu frame: {RESULTS_DIR / 'menu-settled.png'}); "
               f"the bench took {time.monotonic() - started:.0f} s", file=sys.stderr)
         return 0
-    except KeyboardInterrupt:
-        print("\ncubicle bench: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:
-        # Expected failures (no desktop at the URL, a refused request, a baseline program
-        # missing or failing) get one line; anything else is a bug and keeps its traceback.
-        if not isinstance(error, (RuntimeError, OSError, httpx.HTTPError, CubicleError, subprocess.CalledProcessError)):
-            traceback.print_exc()
-        keep_desktop_logs = desktop is not None and desktop.state_dir is not None
-        where = f"; desktop logs in {desktop.state_dir}" if keep_desktop_logs else ""
-        print(f"cubicle bench: {error}{where}", file=sys.stderr)
-        return 1
+
+    try:
+        # A baseline program missing or failing is an expected failure too.
+        return with_desktop(args.url, bench, (RuntimeError, OSError, httpx.HTTPError, CubicleError,
+                                              subprocess.CalledProcessError))
     finally:
-        if desktop is not None:
-            desktop.stop()
-            if desktop.state_dir is not None and not keep_desktop_logs:
-                shutil.rmtree(desktop.state_dir, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
-        signal.signal(signal.SIGTERM, previous_handler)
 
 
 def _interrupt(signum, frame) -> None:

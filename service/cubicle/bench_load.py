@@ -36,7 +36,6 @@ import signal
 import statistics
 import sys
 import time
-import traceback
 import xmlrpc.client
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,7 +43,7 @@ from pathlib import Path
 import httpx
 
 from cubicle.bench import (
-    RESULTS_DIR, Desktop, _interrupt, _read_kib, attach_desktop, desktop_processes, machine_line, start_desktop,
+    RESULTS_DIR, Desktop, _read_kib, desktop_processes, machine_line, with_desktop,
 )
 from cubicle.client import CubicleError
 
@@ -749,15 +748,8 @@ def run_load_bench(args) -> int:
         print("cubicle bench: the load types into an xterm, which is not installed", file=sys.stderr)
         return 1
     started = time.monotonic()
-    previous_handler = signal.signal(signal.SIGTERM, _interrupt)
-    desktop: Desktop | None = None
-    keep_desktop_logs = False
-    try:
-        if args.url is None:
-            print("starting a desktop ...", file=sys.stderr)
-            desktop = start_desktop()
-        else:
-            desktop = attach_desktop(args.url)
+
+    def bench(desktop: Desktop) -> int:
         print(f"desktop {desktop.url} on display {desktop.display}", file=sys.stderr)
         result = asyncio.run(run_load(desktop, args.clients, args.seconds, args.faults))
         print(render_report(result, args.markdown), flush=True)
@@ -765,19 +757,5 @@ def run_load_bench(args) -> int:
         write_json(result, path)
         print(f"\nresults in {path}; the bench took {time.monotonic() - started:.0f} s", file=sys.stderr)
         return 0 if all(met for _, _, met in targets(result)) else 1
-    except KeyboardInterrupt:
-        print("\ncubicle bench: interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:
-        if not isinstance(error, (RuntimeError, OSError, httpx.HTTPError, CubicleError)):
-            traceback.print_exc()
-        keep_desktop_logs = desktop is not None and desktop.state_dir is not None
-        where = f"; desktop logs in {desktop.state_dir}" if keep_desktop_logs else ""
-        print(f"cubicle bench: {error}{where}", file=sys.stderr)
-        return 1
-    finally:
-        if desktop is not None:
-            desktop.stop()
-            if desktop.state_dir is not None and not keep_desktop_logs:
-                shutil.rmtree(desktop.state_dir, ignore_errors=True)
-        signal.signal(signal.SIGTERM, previous_handler)
+
+    return with_desktop(args.url, bench)
