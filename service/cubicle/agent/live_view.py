@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from cubicle.client import CubicleError
-from cubicle.rfb import RfbClientParser, RfbProtocolError
+from cubicle.rfb import RfbClientParser, RfbProtocolError, first_to_end
 
 from .takeover import HumanInputRecorder, describe
 
@@ -179,22 +179,9 @@ async def bridge(websocket: WebSocket, active: ActiveRun, desktop_token: str, hu
                 return code, (upstream.close_reason or "")[:120]
             return CLOSE_NORMAL, "the desktop ended the session"
 
-        tasks = [asyncio.ensure_future(browser_to_desktop()), asyncio.ensure_future(desktop_to_browser())]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finished = next(iter(done))
-        error = finished.exception()
-        if error is None:
-            code, reason = finished.result()
-        elif isinstance(error, (OSError, RuntimeError, WebSocketDisconnect, ConnectionClosed)):
-            code, reason = CLOSE_NORMAL, "connection ended"
-        else:
-            log.warning("live view of run %s: %s", active.run.id, type(error).__name__)
-            code, reason = CLOSE_ERROR, "bridge error"
+        code, reason = await first_to_end([browser_to_desktop(), desktop_to_browser()],
+                                          (OSError, RuntimeError, WebSocketDisconnect, ConnectionClosed),
+                                          f"live view of run {active.run.id}")
         await _close(websocket, code, reason)
     finally:
         human_log.input_enders.discard(end_input)

@@ -29,7 +29,7 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from cubicle.rfb import InputCallback, RfbClientParser, RfbProtocolError
+from cubicle.rfb import InputCallback, RfbClientParser, RfbProtocolError, first_to_end
 
 VNC_PATH = "/vnc"
 AUTH_TIMEOUT = 10.0
@@ -154,21 +154,8 @@ class VncBridge:
                     return CLOSE_NORMAL, "the VNC server ended the session"
                 await websocket.send_bytes(chunk)  # waits while the browser is behind
 
-        tasks = [asyncio.ensure_future(browser_to_vnc()), asyncio.ensure_future(vnc_to_browser())]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        finished = next(iter(done))
-        error = finished.exception()
-        if error is None:
-            return finished.result()
-        if isinstance(error, (OSError, RuntimeError, WebSocketDisconnect)):
-            return CLOSE_NORMAL, "connection ended"
-        logger.warning("vnc bridge: %s", type(error).__name__)
-        return 1011, "bridge error"
+        return await first_to_end([browser_to_vnc(), vnc_to_browser()], (OSError, RuntimeError, WebSocketDisconnect),
+                                  "vnc bridge")
 
 
 def install_vnc_bridge(app: FastAPI, token: str) -> VncBridge:
