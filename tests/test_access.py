@@ -16,13 +16,12 @@ import re
 import secrets
 import signal
 import socket
-import time
 from pathlib import Path
 
 import anthropic
 import httpx
 import pytest
-from conftest import free_port
+from conftest import Serving, free_port, wait_until
 from cubicle.agent.runs import RunStore
 from cubicle.agent.service import create_worker_app
 from cubicle.server.app import create_app
@@ -30,7 +29,6 @@ from fake_anthropic import FakeAnthropic, message, text, tool_use
 from fastapi.routing import APIWebSocketRoute
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
-from test_fuzz import Serving
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -206,13 +204,6 @@ def test_the_desktop_websockets_refuse_without_the_token(desktop):
 
 
 # -- the worker ----------------------------------------------------------------------------------
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture

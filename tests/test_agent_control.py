@@ -11,6 +11,7 @@ from cubicle.agent.control import RunControl
 from cubicle.agent.loop import Agent
 from cubicle.agent.policy import Policy
 from cubicle.agent.runs import RunStore
+from conftest import wait_until
 from fake_anthropic import FakeAnthropic, message, text, tool_results, tool_use
 
 POLICY = Policy.from_text("""
@@ -34,13 +35,7 @@ def run_in_thread(agent, task):
     return run, thread
 
 
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+
 
 
 def test_a_held_action_waits_for_a_human_and_a_denial_reaches_the_model(client, desktop, tmp_path):
@@ -56,7 +51,7 @@ def test_a_held_action_waits_for_a_human_and_a_denial_reaches_the_model(client, 
     control = RunControl()
     try:
         run, thread = run_in_thread(agent_for(client, desktop, server, tmp_path, control, POLICY), "Clean up.")
-        wait_for(lambda: control.pending)
+        wait_until(lambda: control.pending)
         (approval_id, what), = control.pending.items()
         assert what["tool"] == "bash" and what["reason"] == "recursive delete"
         assert victim.exists()  # nothing ran while it waited
@@ -80,7 +75,7 @@ def test_an_approved_action_runs(client, desktop, tmp_path):
     control = RunControl()
     try:
         run, thread = run_in_thread(agent_for(client, desktop, server, tmp_path, control, POLICY), "Clean up.")
-        wait_for(lambda: control.pending)
+        wait_until(lambda: control.pending)
         control.decide(next(iter(control.pending)), approve=True)
         thread.join(30)
         assert not victim.exists()
@@ -105,7 +100,7 @@ def test_pause_holds_the_next_step_and_a_message_reaches_the_model(client, deskt
     control = RunControl()
     try:
         run, thread = run_in_thread(agent_for(client, desktop, server, tmp_path, control), "Wait for me.")
-        wait_for(lambda: any(e["type"] == "paused" for e in run.events()))
+        wait_until(lambda: any(e["type"] == "paused" for e in run.events()))
         time.sleep(0.5)
         assert not second_request.is_set() and len(server.requests) == 1
         assert run.meta["status"] == "paused"
@@ -125,7 +120,7 @@ def test_stop_while_an_approval_waits_ends_the_run_and_answers_the_tool_use(clie
     control = RunControl()
     try:
         run, thread = run_in_thread(agent_for(client, desktop, server, tmp_path, control, POLICY), "Delete.")
-        wait_for(lambda: control.pending)
+        wait_until(lambda: control.pending)
         control.stop()
         thread.join(30)
         assert not thread.is_alive()

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import httpx
 from websockets.sync.client import connect
 
-from test_session import own_desktop, program_pid, wait_until  # noqa: F401 (own_desktop is a fixture)
+from conftest import wait_until
+from test_session import own_desktop, program_pid  # noqa: F401 (own_desktop is a fixture)
 
 CLIENT_TIMEOUT = 30.0
 SCRATCH = ["xterm", "-title", "cubicle-fault-app", "-geometry", "60x8+60+60", "-e", "sh", "-c", "cat > /dev/null"]

@@ -39,8 +39,7 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
-import uvicorn
-from conftest import free_port, running_desktop
+from conftest import Serving, running_desktop
 from cubicle.agent.runs import RunStore
 from cubicle.agent.service import create_worker_app
 from fake_anthropic import FakeAnthropic, message, text
@@ -282,24 +281,6 @@ def test_the_desktop_api_holds_up_under_fuzzing(fuzz_desktop):
 
 
 # -- the worker ---------------------------------------------------------------------------
-
-
-class Serving:
-    """An ASGI app under uvicorn in a thread of this process, on a free port."""
-
-    def __init__(self, app):
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the worker never listened"
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 def tame_worker_case(case, desktop, run_ids: list[str], image: str) -> None:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import running_desktop
+from conftest import running_desktop, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +39,6 @@ def program_pid(desktop, name: str, timeout: float = 30.0) -> int:
 def get(desktop, path, **kwargs):
     return httpx.get(desktop.url + path, headers={"Authorization": f"Bearer {desktop.token}"}, timeout=10, **kwargs)
 
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def test_every_program_runs_under_supervisord(own_desktop):

@@ -21,7 +21,7 @@ import pytest
 from cubicle.client import CubicleError, DesktopClient
 from cubicle.server.files import MAX_DIRECTORY_ENTRIES, MAX_READ_BYTES, FileAccess, is_inside
 from cubicle.server.errors import ApiError
-from conftest import free_port
+from conftest import free_port, wait_until
 
 NEW_ROUTES = [("POST", "/shell/run"), ("POST", "/shell/restart"), ("GET", "/files"), ("PUT", "/files")]
 
@@ -56,14 +56,7 @@ def process_alive(pid: int) -> bool:
         return False
 
 
-def wait_until(predicate, timeout: float = 10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    return predicate()
+
 
 
 @pytest.mark.parametrize("method,path", NEW_ROUTES)

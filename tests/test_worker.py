@@ -16,11 +16,10 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-import uvicorn
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import free_port
+from conftest import Serving, free_port, wait_until
 from cubicle.agent.loop import STOPPED_TEXT, TAKEN_OVER_TEXT
 from cubicle.agent.policy import Policy
 from cubicle.agent.runs import RunStore
@@ -75,34 +74,12 @@ class Worker:
         return connect(self.url.replace("http://", "ws://") + f"/runs/{run_id}/events", open_timeout=10, **options)
 
 
-def wait_until(predicate, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 def gated(gate: threading.Event, reply: dict):
     """A turn that answers only once the test opens the gate (the model "thinks" till then)."""
     def turn(request):
         assert gate.wait(30), "the test never opened the gate"
         return reply
     return turn
-
-
-class Serving:
-    """The worker app under uvicorn, in a thread of this process, on a free port."""
-
-    def __init__(self, app):
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        wait_until(lambda: self.server.started, 20, "the worker to listen")
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 @pytest.fixture
