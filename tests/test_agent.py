@@ -280,7 +280,9 @@ def test_bash_and_editor_tools_work_inside_the_desktop(client, desktop, fake, tm
     assert notes.read_text() == "ALPHA\ninserted\nbeta\nbeta\n"
 
 
-def test_a_run_killed_mid_way_keeps_its_log(desktop, fake, tmp_path):
+def kill_the_worker_while_it_thinks(desktop, fake, runs_dir, turns) -> dict:
+    """`cubicle agent run` in a process of its own, answered by `turns` and then by a model that
+    thinks until the process is SIGKILLed; returns the environment it ran with."""
     import os
     import signal
     import subprocess
@@ -294,18 +296,24 @@ def test_a_run_killed_mid_way_keeps_its_log(desktop, fake, tmp_path):
         time.sleep(30)  # the model "thinks" until the worker is killed
         return message(text("never seen"))
 
-    server = fake([lambda r: message(tool_use("computer", {"action": "mouse_move", "coordinate": [300, 300]})),
-                   lambda r: message(tool_use("computer", {"action": "cursor_position"})), slow])
-    runs_dir = tmp_path / "runs"
+    server = fake([*turns, slow])
     env = dict(os.environ, ANTHROPIC_API_KEY=API_KEY, ANTHROPIC_BASE_URL=server.url, CUBICLE_TOKEN=desktop.token)
     worker = subprocess.Popen(
         [sys.executable, "-m", "cubicle", "agent", "run", "Move the mouse, then think a long time.",
          "--desktop", desktop.url, "--model", "claude-haiku-4-5", "--runs-dir", str(runs_dir)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
-    assert thinking.wait(60), worker.stdout.read1().decode() if worker.poll() is not None else "no third request"
+    assert thinking.wait(60), worker.stdout.read1().decode() if worker.poll() is not None else "no last request"
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)
+    return env
+
+
+def test_a_run_killed_mid_way_keeps_its_log(desktop, fake, tmp_path):
+    runs_dir = tmp_path / "runs"
+    kill_the_worker_while_it_thinks(desktop, fake, runs_dir, [
+        lambda r: message(tool_use("computer", {"action": "mouse_move", "coordinate": [300, 300]})),
+        lambda r: message(tool_use("computer", {"action": "cursor_position"}))])
     (run_id,) = [meta["id"] for meta in RunStore(runs_dir).list()]
     run = RunStore(runs_dir).open(run_id)
     kinds = [event["type"] for event in run.events()]
@@ -317,32 +325,16 @@ def test_a_run_killed_mid_way_keeps_its_log(desktop, fake, tmp_path):
 
 
 def test_a_killed_run_is_resumed_from_its_last_completed_step(desktop, fake, tmp_path):
-    import os
-    import signal
     import subprocess
     import sys
-    import threading
 
     from cubicle.agent.loop import RESUMED_NOTE
 
-    thinking = threading.Event()
-
-    def slow(request):
-        thinking.set()
-        time.sleep(30)
-        return message(text("never seen"))
-
-    first = fake([lambda r: message(text("Moving."), tool_use("computer", {"action": "mouse_move", "coordinate": [310, 290]})),
-                  lambda r: message(tool_use("computer", {"action": "cursor_position"})), slow])
     runs_dir = tmp_path / "runs"
-    env = dict(os.environ, ANTHROPIC_API_KEY=API_KEY, ANTHROPIC_BASE_URL=first.url, CUBICLE_TOKEN=desktop.token)
+    env = kill_the_worker_while_it_thinks(desktop, fake, runs_dir, [
+        lambda r: message(text("Moving."), tool_use("computer", {"action": "mouse_move", "coordinate": [310, 290]})),
+        lambda r: message(tool_use("computer", {"action": "cursor_position"}))])
     command = [sys.executable, "-m", "cubicle", "agent"]
-    worker = subprocess.Popen(command + ["run", "Move the mouse, then think a long time.", "--desktop", desktop.url,
-                                         "--model", "claude-haiku-4-5", "--runs-dir", str(runs_dir)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert thinking.wait(60), "the worker never asked a third time"
-    worker.send_signal(signal.SIGKILL)
-    worker.wait(10)
     (run_id,) = [meta["id"] for meta in RunStore(runs_dir).list()]
     before = RunStore(runs_dir).open(run_id).events()
     assert [e["type"] for e in before][-1] == "request"
