@@ -108,9 +108,9 @@ def _websocket_url(desktop: str) -> str:
     return ("wss://" if scheme == "https" else "ws://") + rest.rstrip("/") + "/vnc"
 
 
-async def bridge(websocket: WebSocket, active: ActiveRun, desktop_token: str, human_log: HumanLog) -> None:
+async def bridge(websocket: WebSocket, active: ActiveRun) -> None:
     """Carries one browser's RFB to the run's desktop until either side ends."""
-    control = active.control
+    control, human_log, desktop_token = active.control, active.human_log, active.desktop_token
     taken_over = control.taken_over
     try:
         upstream = await connect(_websocket_url(active.desktop), max_size=None, open_timeout=CONNECT_TIMEOUT_S,

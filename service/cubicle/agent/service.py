@@ -669,7 +669,7 @@ def create_worker_app(
         if active is None or not active.busy:
             await refuse_live_view(websocket, f"Run {run_id} has ended: the live view is for running and paused runs.")
             return
-        await live_view_bridge(websocket, active, active.desktop_token, active.human_log)
+        await live_view_bridge(websocket, active)
 
     @app.get("/runs/{run_id}/images/{name}", response_class=FileResponse, responses={
         200: {"content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}}, "description": "the screenshot"},
