@@ -57,7 +57,7 @@ from .live_view import refuse as refuse_live_view
 from .loop import Agent, Budgets
 from .models import TOOL_VERSIONS, UnknownModel, profile_for
 from .policy import Policy, PolicyError
-from .replay import render_replay
+from .replay import write_replay
 from .runs import IMAGES_DIR, Run, RunNotFound, RunStore, parse_time, redact
 
 log = logging.getLogger("cubicle.worker")
@@ -685,9 +685,10 @@ def create_worker_app(
         200: {"content": {"text/html": {}}, "description": "the replay page"}, 404: JSON_404})
     def run_replay(run_id: str) -> HTMLResponse:
         run, _ = manager.find(run_id)
-        # Rendered afresh, as the run may have gone on; not written to the run folder (that is
-        # `cubicle runs show --replay`). Its images are under images/, which resolves to the route above.
-        return HTMLResponse(render_replay(run), headers={"Cache-Control": "no-store"})
+        # Written afresh: the run may have gone on since. Its images are under images/, which
+        # resolves to the route above.
+        path = write_replay(run)
+        return HTMLResponse(path.read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"})
 
     @app.post("/session", status_code=204, response_class=Response)
     def open_session() -> Response:
