@@ -16,7 +16,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from cubicle.rfb import RfbClientParser, RfbProtocolError
+from cubicle.server.app import ACCESS
 from cubicle.server.vnc_bridge import install_vnc_bridge
+from cubicle.web import TokenAuth, single_token
 
 HANDSHAKE = b"RFB 003.008\n" + b"\x01" + b"\x01"  # version, security type None, ClientInit shared
 
@@ -213,7 +215,8 @@ def test_on_input_hears_what_an_interactive_viewer_sends_and_cannot_break_it(des
     # The bridge in this process, in front of the desktop's own x11vnc.
     app = FastAPI()
     app.state.vnc_port = desktop.vnc_port
-    bridge = install_vnc_bridge(app, "in-process-token")
+    bridge = install_vnc_bridge(app)
+    app.add_middleware(TokenAuth, check=single_token("in-process-token"), rules=ACCESS)
     heard: list = []
 
     def listener(kind, fields):

@@ -145,6 +145,11 @@ class ActionRequest(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _accept_shorthands(cls, data: Any) -> Any:
+        return cls.as_full_body(data)
+
+    @staticmethod
+    def as_full_body(data: Any) -> Any:
+        """One action object, or a bare list of actions, as the batch it stands for."""
         if isinstance(data, list):
             return {"actions": data}
         if isinstance(data, dict) and "action" in data:

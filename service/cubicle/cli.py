@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+HALVES = ("session", "server")  # what `cubicle desktop --only` may run (see cubicle.session)
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -30,12 +32,19 @@ def build_parser() -> argparse.ArgumentParser:
     desktop.add_argument("--size", type=_size, default=None, help="screen size WxH (default $WIDTH x $HEIGHT or 1280x800)")
     desktop.add_argument("--vnc-port", type=int, default=5900, help="x11vnc port on localhost (default 5900)")
     desktop.add_argument("--state-dir", default=None, help="where logs and the supervisord socket go (default: a temporary folder)")
+    desktop.add_argument("--only", choices=HALVES, default=None,
+                         help="run one half: the session (X, apps, VNC, the runner) or the API server; the image "
+                         "runs each in a container of its own, as a user of its own (default: both)")
 
     serve = commands.add_parser("serve", help="run only the HTTP server against an existing X display")
     serve.add_argument("--display", default=None, help="X display, e.g. :1 (default $DISPLAY)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--vnc-port", type=int, default=5900, help="x11vnc port probed by /health")
+
+    runner = commands.add_parser("runner", help="(part of the desktop) run shell commands, files and programs as the desktop user for the server")
+    runner.add_argument("--display", default=None, help="X display, e.g. :1 (default $DISPLAY)")
+    runner.add_argument("--socket", required=True, help="unix socket to answer on: a path, or @name in the abstract namespace")
 
     agent = commands.add_parser("agent", help="the agent worker: Claude operates a desktop")
     agent_commands = agent.add_subparsers(dest="agent_command", required=True)
@@ -80,6 +89,10 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.server.main import serve
 
         serve(display=args.display, host=args.host, port=args.port, vnc_port=args.vnc_port)
+    elif args.command == "runner":
+        from cubicle.server.runner import serve_runner
+
+        serve_runner(args.display, args.socket)
     elif args.command == "agent" and args.agent_command == "serve":
         from cubicle.agent.service import serve as serve_worker
 

@@ -1,9 +1,16 @@
-"""`cubicle desktop`: the whole desktop (Xvfb, openbox, tint2, x11vnc, server) in the foreground.
+"""`cubicle desktop`: the whole desktop (Xvfb, openbox, tint2, x11vnc, the runner and the
+server) in the foreground.
 
 `desktop/supervisord.conf` is the one description of the desktop, shared with the container
 image. This module only fills in the environment that file expects, refuses to start on a
 display or port that is already taken, and makes sure that everything the desktop started,
 including apps whose parents are gone, has stopped when it returns.
+
+The desktop has two halves (`--only`): the session (the X server, the window manager, the
+panel, VNC and the runner, which runs commands and programs as the desktop user) and the API
+server, which holds the token. On a host both run here, as one user. The image runs each in
+a container of its own, as a user of its own, sharing one network namespace: the session's
+programs then cannot read the token, the server's memory or its logs.
 """
 
 from __future__ import annotations
@@ -73,6 +80,12 @@ def default_size() -> tuple[int, int]:
         return DEFAULT_SIZE
 
 
+def runner_socket(display: int, state_dir: Path, only: str | None) -> str:
+    """A file only this user can open on a host; in the image, where the halves are two
+    containers of one network namespace, a name in its abstract socket namespace."""
+    return f"@cubicle-runner-{display}" if only else str(state_dir / "runner.sock")
+
+
 def desktop_environment(
     display: int,
     size: tuple[int, int],
@@ -80,11 +93,11 @@ def desktop_environment(
     host: str,
     vnc_port: int,
     state_dir: str,
+    only: str | None = None,
 ) -> dict[str, str]:
     """The complete environment to run `supervisord -c <desktop>/supervisord.conf` with.
 
-    HOME is `<state_dir>/home` (created here), so every desktop starts with fresh app
-    profiles and nothing of the caller's own settings."""
+    HOME is `<state_dir>/home` (created here), so every desktop starts with fresh app profiles and nothing of the caller's own settings."""
     state = Path(state_dir).resolve()
     home = state / "home"
     home.mkdir(parents=True, exist_ok=True)
@@ -100,6 +113,9 @@ def desktop_environment(
         CUBICLE_STATE_DIR=str(state),
         CUBICLE_DESKTOP_DIR=str(find_desktop_dir()),
         CUBICLE_PYTHON=sys.executable,
+        CUBICLE_RUNNER_SOCKET=runner_socket(display, state, only),
+        CUBICLE_START_SESSION="false" if only == "server" else "true",
+        CUBICLE_START_SERVER="false" if only == "session" else "true",
         LANG="C.UTF-8",
         HOME=str(home),
     )
@@ -156,8 +172,9 @@ def run_desktop(args) -> int:
     """Runs the desktop until Ctrl-C or SIGTERM; returns the exit code for the shell."""
     display: int = args.display
     size = args.size or default_size()
+    only: str | None = getattr(args, "only", None)
     try:
-        _check_free(display, args.host, args.port, args.vnc_port)
+        _check_free(display, args.host, args.port, args.vnc_port, only)
         desktop_dir = find_desktop_dir()
     except DesktopRefused as refusal:
         print(f"cubicle desktop: {refusal}", file=sys.stderr)
@@ -171,17 +188,20 @@ def run_desktop(args) -> int:
     if len(str(control_socket)) > _UNIX_SOCKET_PATH_MAX:
         print(f"cubicle desktop: state folder path too long for a unix socket: {state_dir}", file=sys.stderr)
         return 2
-    env = desktop_environment(display, size, args.port, args.host, args.vnc_port, str(state_dir))
+    env = desktop_environment(display, size, args.port, args.host, args.vnc_port, str(state_dir), only)
     # Made here, not by the server, so it is shown on this terminal and never lands in a log.
     # The server gets it through a file only it reads: in the environment it would reach
     # openbox, the panel and every app started from them (`env` in a terminal would show it).
+    # The session alone holds no token at all.
     given = env.pop("CUBICLE_TOKEN", "").strip()
-    generated_token = None if given else secrets.token_urlsafe(32)
-    token_file = state_dir / "token"
-    token_file.touch(mode=0o600)
-    token_file.chmod(0o600)
-    token_file.write_text(given or generated_token)
-    env["CUBICLE_TOKEN_FILE"] = str(token_file)
+    generated_token = None
+    if only != "session":
+        generated_token = None if given else secrets.token_urlsafe(32)
+        token_file = state_dir / "token"
+        token_file.touch(mode=0o600)
+        token_file.chmod(0o600)
+        token_file.write_text(given or generated_token or "")
+        env["CUBICLE_TOKEN_FILE"] = str(token_file)
 
     _become_subreaper()
     supervisord = subprocess.Popen(
@@ -209,13 +229,13 @@ def run_desktop(args) -> int:
         x_answers = _wait_for_x(display, supervisord, timeout=10.0)
         if supervisord.poll() is None:
             url_host = f"[{args.host}]" if ":" in args.host else args.host
-            print(
-                f"cubicle desktop: display :{display} ({size[0]}x{size[1]}"
-                f"{'' if x_answers else ', not answering yet'}), "
-                f"server http://{url_host}:{args.port}, VNC 127.0.0.1:{args.vnc_port}, "
-                f"state and logs in {state_dir}",
-                flush=True,
-            )
+            parts = [f"display :{display} ({size[0]}x{size[1]}{'' if x_answers else ', not answering yet'})"]
+            if only != "session":
+                parts.append(f"server http://{url_host}:{args.port}")
+            if only != "server":
+                parts.append(f"VNC 127.0.0.1:{args.vnc_port}")
+            print(f"cubicle desktop{f' ({only})' if only else ''}: {', '.join(parts)}, state and logs in {state_dir}",
+                  flush=True)
             if generated_token:
                 print(f"cubicle desktop: no CUBICLE_TOKEN set, this run's token is {generated_token}", flush=True)
         while True:
@@ -237,16 +257,21 @@ def run_desktop(args) -> int:
     return 0
 
 
-def _check_free(display: int, host: str, port: int, vnc_port: int) -> None:
-    missing = [program for program in _REQUIRED_PROGRAMS if shutil.which(program) is None]
-    if missing:
-        raise DesktopRefused(f"{', '.join(missing)} not installed (the Debian packages are listed in desktop/packages.txt)")
-    reason = display_in_use(display)
-    if reason:
-        raise DesktopRefused(f"display :{display} is already in use: {reason}")
+def _check_free(display: int, host: str, port: int, vnc_port: int, only: str | None = None) -> None:
+    """What this half needs is free: the session's display and VNC port, the server's port.
+    (The server alone shares the session's display by design.)"""
+    if only != "server":
+        missing = [program for program in _REQUIRED_PROGRAMS if shutil.which(program) is None]
+        if missing:
+            raise DesktopRefused(f"{', '.join(missing)} not installed (the Debian packages are listed in desktop/packages.txt)")
+        reason = display_in_use(display)
+        if reason:
+            raise DesktopRefused(f"display :{display} is already in use: {reason}")
     if port == vnc_port:
         raise DesktopRefused(f"the server port and the VNC port are both {port}")
-    for what, where, number in (("server", host, port), ("VNC", "127.0.0.1", vnc_port)):
+    ports = [("server", host, port)] if only != "session" else []
+    ports += [("VNC", "127.0.0.1", vnc_port)] if only != "server" else []
+    for what, where, number in ports:
         reason = port_in_use(where, number)
         if reason:
             raise DesktopRefused(f"{what} port: {reason}")

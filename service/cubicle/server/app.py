@@ -1,35 +1,54 @@
-"""Assembles the FastAPI application: routes, errors, auth, body limits, the live viewer."""
+"""Assembles the desktop's FastAPI application: routes, errors, auth, body limits, the viewer."""
 
 from __future__ import annotations
 
+import os
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from cubicle import __version__, x11
+from cubicle.web import AccessRules, BodyLimit, TokenAuth, single_token
+from cubicle.web.auth import FIRST_MESSAGE_ONLY
+from cubicle.web.openapi import install as install_openapi
 
-from . import errors, openapi
+from . import errors, host_routes
+from .desktop_user import DesktopUser, LocalUser, RunnerUser
 from .docs import install_docs
+from .openapi import amend_schema
 from .routes import router
-from .security import PUBLIC_PATHS, BodyLimit, TokenAuth
 from .service import DesktopService
 from .viewer import install_viewer
 from .vnc_bridge import VNC_PATH, install_vnc_bridge
 
-# -- shell and files (the desktop user's bash and file editor) --
-from . import host_routes
-from .files import FileAccess
-from .shell import ShellSession
+RUNNER_SOCKET_VARIABLE = "CUBICLE_RUNNER_SOCKET"
+
+# The docs and viewer pages and their script files hold no data; the schema and the screen
+# they load need the token. /vnc takes its token in the first message only: browsers cannot
+# set headers on a WebSocket, and the first message carries the viewer's mode as well.
+ACCESS = AccessRules(
+    unauthorized_message=("Missing or wrong token. Send the header 'Authorization: Bearer <token>' "
+                          "(the token is CUBICLE_TOKEN, or the one the server printed at start)."),
+    public_paths=frozenset({"/health", "/docs", "/view"}),
+    public_prefixes=("/docs/static/", "/view/novnc/"),
+    websockets={VNC_PATH: FIRST_MESSAGE_ONLY},
+)
 
 
-def create_app(token: str, display: str, vnc_port: int = 5900, app_log: str | None = None) -> FastAPI:
-    service = DesktopService(x11.X11Desktop(display, app_log=app_log))
-    shell = ShellSession(display)  # shell and files
+def desktop_user(display: str) -> DesktopUser:
+    """The runner of the desktop user when one is configured, else this process itself."""
+    socket_spec = os.environ.get(RUNNER_SOCKET_VARIABLE, "").strip()
+    return RunnerUser(socket_spec) if socket_spec else LocalUser(display)
+
+
+def create_app(token: str, display: str, vnc_port: int = 5900, user: DesktopUser | None = None) -> FastAPI:
+    service = DesktopService(x11.X11Desktop(display))
+    user = user or desktop_user(display)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         yield
-        shell.close()  # shell and files: no shell outlives the server
+        await user.close()
         service.close()
 
     app = FastAPI(
@@ -42,20 +61,16 @@ def create_app(token: str, display: str, vnc_port: int = 5900, app_log: str | No
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.user = user
     app.state.vnc_port = vnc_port
     app.include_router(router)
-    # -- shell and files --
-    app.state.shell = shell
-    app.state.files = FileAccess.from_environment()
     app.include_router(host_routes.router)
-    # --
     errors.install(app)
-    openapi.install(app, PUBLIC_PATHS)
+    install_openapi(app, ACCESS.public_paths, amend_schema)
     install_docs(app)
     install_viewer(app)
-    install_vnc_bridge(app, token)
+    install_vnc_bridge(app)
     # Outermost first: oversized bodies are refused before auth reads anything else.
-    # /vnc checks the token itself, in its first WebSocket message (browsers cannot send headers there).
-    app.add_middleware(TokenAuth, token=token, in_band_websockets=frozenset({VNC_PATH}))
+    app.add_middleware(TokenAuth, check=single_token(token), rules=ACCESS)
     app.add_middleware(BodyLimit)
     return app

@@ -1,36 +1,28 @@
-"""Routes for the desktop's shell and files (what a model's bash and text-editor tools use).
-Thin, like routes.py: check, hand to ShellSession or FileAccess, shape the answer."""
+"""Routes for what acts as the desktop user: the shell and the files (what a model's bash and
+text-editor tools use). Thin: check, hand to the DesktopUser, shape the answer. The same
+router serves the API and `cubicle runner`, which carries them out as the desktop user."""
 
 from __future__ import annotations
-
-import asyncio
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from cubicle import actions as a
+from cubicle.web import ApiError, error_responses, exact_json_types, only_known_query
 
-from .errors import ApiError
-from .files import FileAccess, FileContent
-from .openapi import error_responses
-from .routes import exact_json_types, only_known_query
-from .shell import ShellSession
+from .desktop_user import DesktopUser
 
 router = APIRouter(dependencies=[Depends(only_known_query), Depends(exact_json_types)])
 
 
-def get_shell(request: Request) -> ShellSession:
-    return request.app.state.shell
-
-
-def get_files(request: Request) -> FileAccess:
-    return request.app.state.files
+def get_user(request: Request) -> DesktopUser:
+    return request.app.state.user
 
 
 @router.post(
     "/shell/run", response_model=a.ShellResult, tags=["shell"],
     summary="Run bash commands in the desktop's persistent shell (as the desktop user, with its DISPLAY)",
 )
-async def shell_run(body: a.ShellCommand, shell: ShellSession = Depends(get_shell)) -> a.ShellResult:
+async def shell_run(body: a.ShellCommand, user: DesktopUser = Depends(get_user)) -> a.ShellResult:
     if not body.command.strip():
         raise ApiError(
             422, "empty_command",
@@ -38,16 +30,15 @@ async def shell_run(body: a.ShellCommand, shell: ShellSession = Depends(get_shel
         )
     if "\0" in body.command:
         raise ApiError(422, "invalid_command", "The command contains a NUL character, which bash cannot run; remove it.")
-    result = await shell.run(body.command, body.timeout)
-    return a.ShellResult(**vars(result))
+    return await user.run_shell(body.command, body.timeout)
 
 
 @router.post(
     "/shell/restart", response_model=a.ShellRestarted, tags=["shell"],
     summary="Kill the shell (and whatever runs in it) and start a fresh one",
 )
-async def shell_restart(shell: ShellSession = Depends(get_shell)) -> a.ShellRestarted:
-    await shell.restart()
+async def shell_restart(user: DesktopUser = Depends(get_user)) -> a.ShellRestarted:
+    await user.restart_shell()
     return a.ShellRestarted()
 
 
@@ -57,21 +48,14 @@ async def shell_restart(shell: ShellSession = Depends(get_shell)) -> a.ShellRest
 )
 async def read_file(
     path: str = Query(description="absolute path of a file or directory", max_length=4096),
-    files: FileAccess = Depends(get_files),
+    user: DesktopUser = Depends(get_user),
 ) -> a.FileInfo:
-    found = await asyncio.to_thread(files.read, path)
-    if isinstance(found, FileContent):
-        return a.FileInfo(path=found.path, type="file", size=found.size, content=found.content)
-    return a.FileInfo(
-        path=found.path, type="directory", entries=[a.DirectoryEntry(**vars(entry)) for entry in found.entries],
-        total=found.total, truncated=found.truncated,
-    )
+    return await user.read_file(path)
 
 
 @router.put(
     "/files", response_model=a.FileWritten, tags=["files"], responses=error_responses(403, 404, 422, 507),
     summary="Create or replace a text file (atomically; an existing file keeps its permissions)",
 )
-async def write_file(body: a.WriteFile, files: FileAccess = Depends(get_files)) -> a.FileWritten:
-    path, size = await asyncio.to_thread(files.write, body.path, body.content, body.create_dirs)
-    return a.FileWritten(path=path, size=size)
+async def write_file(body: a.WriteFile, user: DesktopUser = Depends(get_user)) -> a.FileWritten:
+    return await user.write_file(body)

@@ -10,7 +10,7 @@ import sys
 import uvicorn
 
 from .app import create_app
-from .security import new_token
+from cubicle.web import new_token
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
 
@@ -27,6 +27,16 @@ def _keep_freed_memory() -> None:
         pass  # not glibc: nothing to tune
 
 
+def _close_memory_to_others() -> None:
+    """Not dumpable: /proc/<pid>/mem, environ and ptrace are closed even to processes of the
+    same user (programs on the desktop, where a host runs everything as one user)."""
+    PR_SET_DUMPABLE = 4
+    try:
+        ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux
+
+
 def _read_token() -> str:
     """CUBICLE_TOKEN, else the file CUBICLE_TOKEN_FILE names. Taken out of the environment
     afterwards, so the apps, shells and clipboard helpers this server starts never see it."""
@@ -40,15 +50,14 @@ def _read_token() -> str:
 
 def serve(display: str | None, host: str, port: int, vnc_port: int) -> None:
     _keep_freed_memory()
+    _close_memory_to_others()
     display = display or os.environ.get("DISPLAY") or ":0"
     token = _read_token()
     if not token:
         token = new_token()
         # Printed once, to the console of whoever started the server; never logged per request.
         print(f"cubicle: no CUBICLE_TOKEN set, generated one for this run: {token}", file=sys.stderr, flush=True)
-    state_dir = os.environ.get("CUBICLE_STATE_DIR")
-    app_log = os.path.join(state_dir, "apps.log") if state_dir else None
-    app = create_app(token=token, display=display, vnc_port=vnc_port, app_log=app_log)
+    app = create_app(token=token, display=display, vnc_port=vnc_port)
     print(f"cubicle: serving display {display} on http://{host}:{port}", file=sys.stderr, flush=True)
     # Access logs off: URLs carry no secrets here, but there is no reason to keep them either.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

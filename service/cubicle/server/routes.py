@@ -3,96 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import functools
-import json
 import re
 import shlex
 import time
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import TypeAdapter, ValidationError
 
 from cubicle import actions as a
 from cubicle import x11
+from cubicle.web import ApiError, error_responses, exact_json_types, only_known_query
 
-from .errors import ApiError, BatchRefused
-from .openapi import error_responses
+from .desktop_user import DesktopUser
+from .errors import BatchRefused
+from .host_routes import get_user
 from .plan import Planner
 from .service import DesktopService
-
-
-def _query_names(dependant) -> set[str]:
-    names = {field.alias for field in dependant.query_params}
-    for dependency in dependant.dependencies:
-        names |= _query_names(dependency)
-    return names
-
-
-def only_known_query(request: Request) -> None:
-    """Unknown query parameters are refused, as unknown body fields are: a misspelt
-    `max_widht=800` must not silently give a full-size screenshot."""
-    route = request.scope.get("route")
-    if not request.query_params or route is None or not hasattr(route, "dependant"):
-        return
-    known = _query_names(route.dependant)
-    unknown = [name for name in dict.fromkeys(request.query_params) if name not in known]
-    if unknown:
-        takes = f"this route takes {', '.join(sorted(known))}" if known else "this route takes none"
-        raise ApiError(422, "invalid_request", f"{unknown[0]!r}: unknown query parameter (check its spelling; {takes}).")
-
-
-def _coerced(raw: Any, value: Any, where: str = "") -> list[tuple[str, str]]:
-    """(field, what to send instead) wherever pydantic's lax mode read one JSON type as
-    another: true as 1 ([true, true] would click at (1, 1)), 0 or "yes" as a boolean, "5"
-    as a number. A whole number written 5.0 stays an integer, as JSON Schema has it."""
-    where = where or "body"
-    if isinstance(raw, bool) != isinstance(value, bool):
-        if isinstance(raw, bool):
-            return [(where, f"{str(raw).lower()} is not a number; send a number")]
-        return [(where, f"{_shown(raw)} is not true or false; send true or false")]
-    if isinstance(raw, str) and isinstance(value, (int, float)):
-        return [(where, f"{_shown(raw)} is a string; send the number itself")]
-    if isinstance(raw, dict):
-        found = []
-        for key, item in raw.items():
-            inner = value.get(key) if isinstance(value, dict) else getattr(value, key, None)
-            found += _coerced(item, inner, f"{where}.{key}" if where != "body" else str(key))
-        return found
-    if isinstance(raw, list) and isinstance(value, (list, tuple)) and len(raw) == len(value):
-        return [hit for index, pair in enumerate(zip(raw, value)) for hit in _coerced(*pair, f"{'' if where == 'body' else where}[{index}]")]
-    return []
-
-
-def _shown(raw: Any) -> str:
-    text = json.dumps(raw, ensure_ascii=False)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-@functools.cache
-def _adapter(annotation: Any) -> TypeAdapter:
-    return TypeAdapter(annotation)
-
-
-async def exact_json_types(request: Request) -> None:
-    """A body's numbers must be JSON numbers and its booleans JSON booleans (its other
-    problems are left to the usual validation)."""
-    route = request.scope.get("route")
-    fields = getattr(getattr(route, "dependant", None), "body_params", None)
-    if not fields or request.method not in ("POST", "PUT", "PATCH"):
-        return
-    try:
-        raw = json.loads(await request.body())
-        value = _adapter(fields[0].field_info.annotation).validate_python(raw)
-    except (ValueError, ValidationError):
-        return
-    if isinstance(value, a.ActionRequest) and not (isinstance(raw, dict) and "actions" in raw):
-        raw = {"actions": raw if isinstance(raw, list) else [raw]}  # the shorthands ActionRequest takes
-    coerced = _coerced(raw, value)
-    if coerced:
-        where, instead = coerced[0]
-        raise ApiError(422, "invalid_request", f"{where}: {instead}.")
 
 
 router = APIRouter(dependencies=[Depends(only_known_query), Depends(exact_json_types)])
@@ -232,7 +159,8 @@ async def close(window_id: str, service: DesktopService = Depends(get_service)) 
 
 
 @router.post("/apps/launch", response_model=a.LaunchResponse, tags=["windows"], responses=error_responses(422, 503))
-async def launch(body: a.LaunchRequest, service: DesktopService = Depends(get_service)) -> a.LaunchResponse:
+async def launch(body: a.LaunchRequest, service: DesktopService = Depends(get_service),
+                 user: DesktopUser = Depends(get_user)) -> a.LaunchResponse:
     try:
         argv = shlex.split(body.command) if isinstance(body.command, str) else list(body.command)
     except ValueError as error:
@@ -243,7 +171,7 @@ async def launch(body: a.LaunchRequest, service: DesktopService = Depends(get_se
         raise ApiError(422, "invalid_command", "The command contains a NUL character, which no program can take; remove it.")
     desktop = service.desktop
     before = set(await service.on_x_thread(desktop.window_ids))
-    pid = await asyncio.to_thread(desktop.launcher.launch, argv)
+    pid = await user.launch(argv)
     window = None
     deadline = time.monotonic() + body.timeout
     while body.wait_for_window and time.monotonic() < deadline:

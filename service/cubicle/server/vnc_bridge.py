@@ -4,24 +4,23 @@ The wire protocol, on one WebSocket:
 
 1. The client's first message is text (JSON) ``{"token": "...", "interactive": false}``.
    Browsers cannot put an Authorization header on a WebSocket, and a token in the URL would
-   end up in logs and history, so the token travels inside the connection. Until it checks
-   out nothing reaches x11vnc and no byte of it comes back; a missing or wrong token (or none
-   within AUTH_TIMEOUT seconds) closes the socket with code 4401.
+   end up in logs and history, so the token travels inside the connection. The app's token
+   middleware (cubicle.web.auth) checks it: until it checks out nothing reaches x11vnc and no
+   byte of it comes back; a missing or wrong token (or none within its timeout) closes the
+   socket with code 4401. The bridge reads the mode from that same message.
 2. Then binary messages carry RFB, both ways. The server's bytes pass untouched; the
    client's are parsed (RfbClientParser) so that a view-only connection cannot send input.
 3. Later text messages are control messages: ``{"interactive": true|false}`` switches mode.
 
-Close codes: 4401 token refused; 1008 the client sent RFB (or a control message) the bridge
-does not pass; 1013 x11vnc cannot be reached (try again shortly); 1000 x11vnc ended the
-session; 1011 a fault in the bridge.
-The token is never logged, echoed or put in a close reason.
+Close codes (cubicle.web.closes): 4401 token refused; 1008 the client sent RFB (or a control
+message) the bridge does not pass; 1013 x11vnc cannot be reached (try again shortly); 1000
+x11vnc ended the session; 1011 a fault in the bridge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
 from typing import Any
@@ -30,16 +29,11 @@ from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from cubicle.rfb import InputCallback, RfbClientParser, RfbProtocolError, first_to_end
+from cubicle.web import closes
 
 VNC_PATH = "/vnc"
-AUTH_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 CHUNK_BYTES = 64 * 1024
-
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_POLICY = 1008
-CLOSE_TRY_AGAIN = 1013
-CLOSE_NORMAL = 1000
 
 logger = logging.getLogger(__name__)
 
@@ -65,35 +59,21 @@ class VncBridge:
     """Serves WS /vnc. ``on_input`` (settable) receives every input message a person sends
     through an interactive connection."""
 
-    def __init__(self, token: str, vnc_port: int, host: str = "127.0.0.1", on_input: InputCallback | None = None):
-        self._token = token.encode()
+    def __init__(self, vnc_port: int, host: str = "127.0.0.1", on_input: InputCallback | None = None):
         self.vnc_port = vnc_port
         self.host = host
         self.on_input = on_input
 
-    def _authenticate(self, first: dict[str, Any]) -> bool:
-        offered = first.get("token")
-        if not isinstance(offered, str) or not offered:
-            return False
-        return hmac.compare_digest(offered.encode(), self._token)
-
     async def serve(self, websocket: WebSocket) -> None:
+        """For a connection the token middleware has let through: its first message is there."""
+        first: dict[str, Any] = getattr(websocket.state, "first_message", None) or {}
         await websocket.accept()
         try:
-            try:
-                message = await asyncio.wait_for(websocket.receive(), AUTH_TIMEOUT)
-            except asyncio.TimeoutError:
-                raise _Close(CLOSE_UNAUTHORIZED, "no token received") from None
-            if message["type"] == "websocket.disconnect":
-                return
-            first = _control_message(message.get("text") or message.get("bytes") or b"")
-            if not self._authenticate(first):
-                raise _Close(CLOSE_UNAUTHORIZED, "missing or wrong token")
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(self.host, self.vnc_port), CONNECT_TIMEOUT)
             except (OSError, asyncio.TimeoutError):
-                raise _Close(CLOSE_TRY_AGAIN, "the VNC server is not reachable, try again shortly") from None
+                raise _Close(closes.TRY_AGAIN, "the VNC server is not reachable, try again shortly") from None
             parser = RfbClientParser(view_only=first.get("interactive") is not True, on_input=self._forward_input)
             try:
                 code, reason = await self._pump(websocket, reader, writer, parser)
@@ -126,12 +106,12 @@ class VncBridge:
                 if message["type"] == "websocket.disconnect":
                     writer.write(parser.release_all())
                     await writer.drain()
-                    return CLOSE_NORMAL, "closed by the viewer"
+                    return closes.NORMAL, "closed by the viewer"
                 data = message.get("bytes")
                 if data is None:
                     control = _control_message(message.get("text") or "")
                     if not isinstance(control.get("interactive"), bool):
-                        return CLOSE_POLICY, 'control messages are {"interactive": true|false}'
+                        return closes.POLICY, 'control messages are {"interactive": true|false}'
                     if control["interactive"] is False and not parser.view_only:
                         writer.write(parser.release_all())
                     parser.view_only = not control["interactive"]
@@ -139,7 +119,7 @@ class VncBridge:
                 try:
                     forward = parser.feed(data)
                 except RfbProtocolError as error:
-                    return CLOSE_POLICY, str(error)[:120]
+                    return closes.POLICY, str(error)[:120]
                 if forward:
                     writer.write(forward)
                     await writer.drain()  # x11vnc reads slowly: stop reading the browser
@@ -151,16 +131,17 @@ class VncBridge:
                 except OSError:
                     chunk = b""
                 if not chunk:
-                    return CLOSE_NORMAL, "the VNC server ended the session"
+                    return closes.NORMAL, "the VNC server ended the session"
                 await websocket.send_bytes(chunk)  # waits while the browser is behind
 
         return await first_to_end([browser_to_vnc(), vnc_to_browser()], (OSError, RuntimeError, WebSocketDisconnect),
                                   "vnc bridge")
 
 
-def install_vnc_bridge(app: FastAPI, token: str) -> VncBridge:
-    """Adds WS /vnc; the bridge is also app.state.vnc_bridge (set its on_input to listen)."""
-    bridge = VncBridge(token, app.state.vnc_port)
+def install_vnc_bridge(app: FastAPI) -> VncBridge:
+    """Adds WS /vnc, behind the app's token middleware; the bridge is also
+    app.state.vnc_bridge (set its on_input to listen)."""
+    bridge = VncBridge(app.state.vnc_port)
     app.state.vnc_bridge = bridge
 
     @app.websocket(VNC_PATH)

@@ -15,7 +15,7 @@ from Xlib import X, display as xdisplay
 from Xlib.error import ConnectionClosedError, DisplayError, XError
 
 from . import pointer
-from .apps import Clipboard, Launcher
+from .apps import Clipboard
 from .errors import DisplayUnavailable, X11Error
 from .keyboard import Keyboard
 from .settle import DamageWatcher, SettleReport
@@ -87,10 +87,9 @@ class _Connection:
 
 
 class X11Desktop:
-    def __init__(self, display_name: str | None = None, app_log: str | None = None):
+    def __init__(self, display_name: str | None = None):
         self.display_name = display_name or os.environ.get("DISPLAY", ":0")
         self._connection: _Connection | None = None
-        self.launcher = Launcher(self.display_name, app_log)
         self.clipboard = Clipboard(self.display_name)
 
     # -- connection ---------------------------------------------------------------------

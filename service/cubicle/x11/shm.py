@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
+import socket
+import struct
 
 from Xlib import X
 from Xlib.protocol import rq
@@ -76,6 +79,19 @@ class _GetImage(rq.ReplyRequest):
     )
 
 
+def _segment_mode(display) -> int:
+    """Who may attach the segment. The X server attaches it with its own user's rights: when
+    that is another user (the image runs the server and the X session as two users), others
+    must be able to read and write it. What it holds is pixels of the screen, which every
+    program on the display can read anyway."""
+    try:
+        credentials = display.display.socket.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        _, x_uid, _ = struct.unpack("3i", credentials)
+    except (OSError, AttributeError):
+        return 0o600  # not a local socket: MIT-SHM would not work anyway
+    return 0o600 if x_uid == os.getuid() else 0o606
+
+
 class ShmGrabber:
     """Grabs rectangles of the root window (32 bits per pixel, BGRX) into shared memory."""
 
@@ -88,7 +104,7 @@ class ShmGrabber:
             raise OSError("the X server has no MIT-SHM extension")
         self._opcode = info.major_opcode
         self._size = max_width * max_height * 4
-        self._shmid = _libc.shmget(_IPC_PRIVATE, self._size, _IPC_CREAT | 0o600)
+        self._shmid = _libc.shmget(_IPC_PRIVATE, self._size, _IPC_CREAT | _segment_mode(display))
         if self._shmid < 0:
             raise OSError(ctypes.get_errno(), "shmget failed")
         address = _libc.shmat(self._shmid, None, 0)

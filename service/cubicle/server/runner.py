@@ -1,0 +1,83 @@
+"""`cubicle runner`: the desktop user's half of the API. It runs the shell commands, the file
+reads and writes and the programs that the API server is asked for, as the desktop user, and
+answers the server over a unix socket.
+
+Why a process of its own: in the desktop image the server runs as another user than the
+desktop's programs, so that nothing a program on the desktop can read (a file, a process's
+memory or environment, a log, a socket) holds the API token. The runner holds no secret:
+whoever can reach its socket can already run programs as the desktop user. On a host
+(`cubicle desktop`) its socket is a file in the state folder, which only the user can open;
+in the image it is in the abstract namespace of the pair's private network namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from cubicle import __version__
+from cubicle.web import ApiError
+
+from . import errors, host_routes
+from .desktop_user import DesktopUser, LocalUser, socket_address
+
+
+class LaunchArgv(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    argv: list[str] = Field(min_length=1, max_length=1000)
+
+
+launch_router = APIRouter()
+
+
+@launch_router.post("/launch")
+async def launch(body: LaunchArgv, user: DesktopUser = Depends(host_routes.get_user)) -> dict[str, int]:
+    if not body.argv[0] or any("\0" in part for part in body.argv):
+        raise ApiError(422, "invalid_command", "argv[0] is empty or an argument holds a NUL character.")
+    return {"pid": await user.launch(body.argv)}
+
+
+def create_runner_app(display: str) -> FastAPI:
+    user = LocalUser(display)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        yield
+        await user.close()
+
+    app = FastAPI(title="cubicle runner", version=__version__, docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
+    app.state.user = user
+    app.include_router(host_routes.router)
+    app.include_router(launch_router)
+    errors.install(app)
+    return app
+
+
+def listening_socket(spec: str) -> socket.socket:
+    """Bound and listening; a path socket is made 0600 (only this user may connect)."""
+    address = socket_address(spec)
+    if not address.startswith("\0") and os.path.exists(address):
+        os.unlink(address)  # left by a runner that was killed
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(address)
+    finally:
+        os.umask(old_umask)
+    sock.listen(128)
+    return sock
+
+
+def serve_runner(display: str | None, socket_spec: str) -> None:
+    import uvicorn
+
+    display = display or os.environ.get("DISPLAY") or ":0"
+    sock = listening_socket(socket_spec)
+    print(f"cubicle runner: display {display}, socket {socket_spec}", file=sys.stderr, flush=True)
+    uvicorn.run(create_runner_app(display), fd=sock.fileno(), log_level="warning", access_log=False)
