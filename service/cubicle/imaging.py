@@ -116,3 +116,19 @@ def encode(image: Image.Image, fmt: str, quality: int = 80) -> bytes:
     else:
         raise ValueError(f"unknown image format {fmt!r}")
     return buffer.getvalue()
+
+
+def model_image_size(width: int, height: int, large: bool) -> tuple[int, int]:
+    """The largest size with the screen's aspect that a Claude model takes as it is: the API
+    would resize anything bigger, and the model's coordinates would no longer match ours.
+    `large`: the newer models' limits (long edge <= 2576 px, <= 4784 visual tokens of 28x28
+    px); otherwise the older ones' (long edge <= 1568 px, about 1.15 megapixels)."""
+    if large:
+        scale = min(1.0, 2576 / max(width, height))
+        while True:
+            w, h = math.floor(width * scale), math.floor(height * scale)
+            if math.ceil(w / 28) * math.ceil(h / 28) <= 4784:
+                return max(w, 1), max(h, 1)
+            scale *= 0.99
+    scale = min(1.0, 1568 / max(width, height), math.sqrt(1_150_000 / (width * height)))
+    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))

@@ -8,7 +8,7 @@ from typing import Any
 
 from cubicle.client import CubicleError, DesktopClient
 
-from .computer import ToolOutcome
+from .tools import ToolOutcome
 
 SNIPPET_LINES = 4  # context shown around an edit
 

@@ -73,7 +73,7 @@ class HumanLog:
             self.control.note_human_action(describe(action))
             time.sleep(SETTLE_S)
             try:
-                outcome = agent.computer.screenshot()
+                outcome = agent.screenshot()
             except (CubicleError, httpx.HTTPError) as error:
                 self.publish(run.append("result", step=step, tool_use_id=tool_use_id, is_error=True,
                                         text=f"no screenshot after the human's action: {error}", actor="human"))

@@ -54,7 +54,7 @@ async def bridge(websocket: WebSocket, active: ActiveRun) -> None:
         await _close(websocket, closes.TRY_AGAIN, f"the desktop is not reachable ({type(error).__name__}), try again shortly")
         return
     agent = active.agent
-    recorder = HumanInputRecorder(agent.screen_size, agent.computer.image_size, human_log.record)
+    recorder = HumanInputRecorder(agent.screen_size, agent.image_size, human_log.record)
     parser = RfbClientParser(view_only=not taken_over, on_input=recorder.feed)
 
     def end_input() -> None:

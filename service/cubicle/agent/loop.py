@@ -17,9 +17,12 @@ import anthropic
 import httpx
 from PIL import Image
 
+from anthropic.tools import ToolError
+
+from cubicle.anthropic import CubicleComputer
 from cubicle.client import CubicleError, DesktopClient
 
-from .computer import HALT_TEXT, ComputerTool, ToolOutcome
+from .computer import ComputerTool
 from .control import RunControl, Stopped
 from .conversation import Conversation
 from .host_tools import BashTool, EditorTool
@@ -27,6 +30,7 @@ from .models import ModelProfile, profile_for
 from .policy import Policy
 from .prompt import system_prompt
 from .runs import IMAGES_DIR, Run, RunStore
+from .tools import ToolCollection, ToolOutcome, halt_text
 
 INTERRUPTED_TEXT = "The human interrupted the agent here: this action was not carried out."
 STOPPED_TEXT = "The human stopped the run here: this action was not carried out."
@@ -41,6 +45,9 @@ RESUMED_NOTE = ("The worker carrying out this task stopped, and the run has been
                 "Time has passed: this is the screen now.")
 TAKEN_OVER_TEXT = ("Not executed: a human took control of the desktop before this action ran. "
                    "You will be told when they hand it back.")
+TOOLSET_VERSION = "computer_toolset_20260801"
+# Members whose result already shows the screen (or is a position): no screenshot after them.
+LOOKING_MEMBERS = frozenset({"screenshot", "zoom", "cursor_position"})
 RETRYABLE = (anthropic.RateLimitError, anthropic.InternalServerError, anthropic.APIConnectionError)
 
 
@@ -98,6 +105,7 @@ class Agent:
         self.editor = EditorTool(desktop)
         self.policy = policy
         self._answered: dict[str, ToolOutcome] = {}  # this turn's tool_use id -> its outcome
+        self._turn: tuple[Run, int] | None = None  # the run and step whose tools are running (for confirm)
 
     # -- logging ------------------------------------------------------------------------
 
@@ -121,24 +129,22 @@ class Agent:
         """Create the run (on disk at once) and its first screenshot; `execute` carries it out."""
         screen = self.desktop.screen()
         size = self.profile.image_size(screen.width, screen.height)
-        computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
-        first = computer.screenshot()
+        self._offer_tools(size)
+        first = self.screenshot()
+        if first.is_error:
+            raise CubicleError(503, "no_screenshot", first.text)
         # The size the desktop really produced is the model's coordinate space.
-        with Image.open(io.BytesIO(first.image)) as probe:
+        with Image.open(io.BytesIO(first.image or b"")) as probe:
             if probe.size != size:
                 size = probe.size
-                computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
-        self.computer = computer
+                self._offer_tools(size)
         self.screen_size = (screen.width, screen.height)
         run = self.store.create_run(task, self.profile.model, self.profile.tool_version, self.desktop_url)
         run.claim()
         self._log(run, "run_started", task=task, model=self.profile.model, tool_version=self.profile.tool_version,
                   desktop=self.desktop_url, screen={"width": screen.width, "height": screen.height},
                   image={"width": size[0], "height": size[1]})
-        self.conversation = Conversation(
-            system_prompt((screen.width, screen.height), size),
-            [computer.definition(), self.bash.definition(), self.editor.definition()],
-        )
+        self.conversation = Conversation(system_prompt((screen.width, screen.height), size), self.tools.definitions())
         self.last_image = self._save_image(run, 0, first, 0)
         self.conversation.add_user([{"type": "text", "text": task}] + [b for b in first.content() if b["type"] == "image"])
         return run
@@ -165,15 +171,12 @@ class Agent:
                              f"{recorded.get('width')}x{recorded.get('height')}: the model's coordinates would be wrong")
         image = started.get("image") or {}
         size = (image.get("width") or screen.width, image.get("height") or screen.height)
-        self.computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
+        self._offer_tools(size)
         self.screen_size = (screen.width, screen.height)
-        self.conversation = Conversation(
-            system_prompt((screen.width, screen.height), size),
-            [self.computer.definition(), self.bash.definition(), self.editor.definition()],
-        )
+        self.conversation = Conversation(system_prompt((screen.width, screen.height), size), self.tools.definitions())
         task = started.get("task") or run.meta.get("task", "")
         left_open = rebuild_conversation(self.conversation, run, events, task, first_image)
-        now = self._guard(lambda: [self.computer.screenshot()], 1)[0]
+        now = self.screenshot()
         self.last_image = self._save_image(run, run.meta["totals"]["steps"], now, 0)
         blocks = [{"type": "text", "text": RESUMED_NOTE}] + [b for b in now.content() if b["type"] == "image"]
         if self.conversation.messages[-1]["role"] == "user":
@@ -183,6 +186,50 @@ class Agent:
         run.update(status="running", stop_reason=None)
         self._log(run, "run_resumed", step=run.meta["totals"]["steps"], not_carried_out=left_open, image=self.last_image)
         return run
+
+    # -- the tools ----------------------------------------------------------------------
+
+    def _offer_tools(self, size: tuple[int, int]) -> None:
+        """The run's tools for screenshots of `size`: the SDK's computer toolset for the models
+        that take it (its confirm hook is the policy's approvals), else the beta computer tool."""
+        if self.profile.tool_version == TOOLSET_VERSION:
+            self.computer: ComputerTool | CubicleComputer = CubicleComputer(
+                self.desktop, confirm=self._confirm, image_size=size, image_format=self.image_format)
+        else:
+            self.computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
+        self.tools = ToolCollection([self.computer, self.bash, self.editor])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """The model's coordinate space: the size of the screenshots it is sent."""
+        return self.computer.image_size or self.screen_size
+
+    def screenshot(self) -> ToolOutcome:
+        """The screen now, in the model's coordinate space; a desktop that cannot be reached
+        or refuses is an error outcome, not an exception."""
+        if isinstance(self.computer, ComputerTool):
+            return self._guard(lambda: [self.computer.screenshot()], 1)[0]  # type: ignore[union-attr]
+        try:
+            shot = self.computer.screenshot_now()
+        except (CubicleError, httpx.HTTPError) as error:
+            return ToolOutcome(f"No screenshot could be taken: {error}", True)
+        return ToolOutcome(image=shot.data, media_type=shot.media_type, extra={"settle_ms": shot.settle_ms})
+
+    def _confirm(self, context: Any) -> bool:
+        """The SDK's confirm hook for toolset members: the policy's hold and a human's decision.
+        A denial is the member's error result, in the words the plain tools' denials use."""
+        if self._turn is None:
+            return True
+        run, step = self._turn
+        block = {"id": context.tool_use.id, "name": context.member, "toolset_name": context.tool_use.toolset_name,
+                 "input": context.tool_use.input}
+        try:
+            denied = self._approval(run, step, block)
+        except Stopped:
+            raise ToolError(STOPPED_TEXT) from None
+        if denied is not None:
+            raise ToolError(denied.text)
+        return True
 
     def execute(self, run: Run) -> Run:
         conversation = self.conversation
@@ -299,7 +346,7 @@ class Agent:
     def _handed_back(self, run: Run, actions: list[str]) -> list[dict[str, Any]]:
         """What the model is told when a human hands the desktop back: what they did, and
         the screen as they left it."""
-        screenshot = self._guard(lambda: [self.computer.screenshot()], 1)[0]
+        screenshot = self.screenshot()
         image = self._save_image(run, run.meta["totals"]["steps"], screenshot, 0) if not screenshot.is_error else None
         if image:
             self.last_image = image
@@ -366,69 +413,62 @@ class Agent:
 
     def _run_tools(self, run: Run, step: int, blocks: list[dict[str, Any]],
                    truncated: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Carry out a turn's tool calls in order and answer every one of them. After the first
+        failure the rest are not run (the toolsets' batch rule, for every tool); a takeover
+        leaves the rest of the turn, planned for a screen the human is now changing, undone."""
         self._answered = {}
+        self._turn = (run, step)
         failed = False
-        index = 0
-        while index < len(blocks):
-            if self.control.stopped:
-                raise Stopped()
-            block = blocks[index]
-            if self.control.taken_over and not failed:
-                # The rest of the turn was planned for a screen the human is now changing.
-                for rest in blocks[index:]:
-                    self._answered[rest["id"]] = ToolOutcome(TAKEN_OVER_TEXT, True)
-                    self._log(run, "result", step=step, tool_use_id=rest["id"], is_error=True, text=TAKEN_OVER_TEXT, duration_ms=0)
-                break
-            if failed:
-                self._answered[block["id"]] = ToolOutcome(HALT_TEXT, True)
-                index += 1
-                continue
-            if block is truncated:
-                self._answered[block["id"]] = ToolOutcome(CUT_OFF_TEXT, True)
-                failed = True
-                index += 1
-                continue
-            if block.get("toolset_name") == "computer":
-                # Consecutive computer members of a turn run as one desktop batch, up to the
-                # first one a human denies. A rule on the focused window's title is checked
-                # right before its action, so then each member goes alone.
-                end, denied = index, None
-                while end < len(blocks) and blocks[end].get("toolset_name") == "computer" and blocks[end] is not truncated:
-                    if end > index and self.policy is not None and self.policy.needs_window_title:
-                        break
-                    denied = self._approval(run, step, blocks[end])
-                    if denied:
-                        break
-                    end += 1
-                batch = blocks[index:end]
-                if batch:
-                    for b in batch:
-                        self._log_action(run, step, b)
-                    started = time.monotonic()
-                    batch_outcomes = self._guard(lambda: self.computer.run_batch(
-                        [(b["name"], b.get("input") or {}) for b in batch]), len(batch))
-                    self._log_results(run, step, batch, batch_outcomes, started, len(self._answered))
-                    self._answered.update({b["id"]: o for b, o in zip(batch, batch_outcomes)})
-                    failed = any(o.is_error for o in batch_outcomes)
-                if denied:
-                    self._answered[blocks[end]["id"]] = denied
-                    failed = True
-                    end += 1
-                index = end
-                continue
-            denied = self._approval(run, step, block)
-            if denied:
-                self._answered[block["id"]] = denied
-                failed = True
-                index += 1
-                continue
-            self._log_action(run, step, block)
-            started = time.monotonic()
-            (outcome,) = self._guard(lambda: [self._run_one(block)], 1)
-            self._log_results(run, step, [block], [outcome], started, len(self._answered))
-            self._answered[block["id"]] = outcome
-            index += 1
+        try:
+            for index, block in enumerate(blocks):
+                if self.control.stopped:
+                    raise Stopped()
+                if self.control.taken_over and not failed:
+                    for rest in blocks[index:]:
+                        self._answered[rest["id"]] = ToolOutcome(TAKEN_OVER_TEXT, True)
+                        self._log(run, "result", step=step, tool_use_id=rest["id"], is_error=True,
+                                  text=TAKEN_OVER_TEXT, duration_ms=0)
+                    break
+                if failed:
+                    outcome = ToolOutcome(halt_text(block), True)
+                elif block is truncated:
+                    outcome = ToolOutcome(CUT_OFF_TEXT, True)
+                elif block.get("toolset_name"):
+                    batch_ends = index + 1 == len(blocks) or blocks[index + 1].get("toolset_name") != block["toolset_name"]
+                    outcome = self._run_member(run, step, block, batch_ends)
+                else:
+                    outcome = self._run_tool(run, step, block)
+                self._answered[block["id"]] = outcome
+                failed = failed or outcome.is_error
+        finally:
+            self._turn = None
         return [self._result_block(block, self._answered[block["id"]]) for block in blocks]
+
+    def _run_member(self, run: Run, step: int, block: dict[str, Any], batch_ends: bool) -> ToolOutcome:
+        """A toolset member, through the SDK's own class (its confirm hook holds it for approval).
+        The last member of a turn's run of members, if it changed the screen, gets the settled
+        screen on its result: the model need not ask for it in a turn of its own."""
+        self._log_action(run, step, block)
+        started = time.monotonic()
+        (outcome,) = self._guard(lambda: [self.tools.run(block)], 1)
+        if (batch_ends and not outcome.is_error and outcome.image is None and block.get("toolset_name") == "computer"
+                and block.get("name") not in LOOKING_MEMBERS):
+            after = self.screenshot()
+            if not after.is_error:
+                outcome.image, outcome.media_type, outcome.extra = after.image, after.media_type, after.extra
+        self._log_results(run, step, [block], [outcome], started, len(self._answered))
+        return outcome
+
+    def _run_tool(self, run: Run, step: int, block: dict[str, Any]) -> ToolOutcome:
+        """A plain tool: held for approval first if the policy says so, then carried out."""
+        denied = self._approval(run, step, block)
+        if denied:
+            return denied
+        self._log_action(run, step, block)
+        started = time.monotonic()
+        (outcome,) = self._guard(lambda: [self.tools.run(block)], 1)
+        self._log_results(run, step, [block], [outcome], started, len(self._answered))
+        return outcome
 
     @staticmethod
     def _guard(action: Callable[[], list[ToolOutcome]], count: int) -> list[ToolOutcome]:
@@ -438,17 +478,7 @@ class Agent:
             return action()
         except httpx.HTTPError as error:
             text = f"The desktop could not be reached ({type(error).__name__}: {error}); wait a moment and try again."
-            return [ToolOutcome(text, True)] + [ToolOutcome(HALT_TEXT, True) for _ in range(count - 1)]
-
-    def _run_one(self, block: dict[str, Any]) -> ToolOutcome:
-        name, tool_input = block.get("name"), block.get("input") or {}
-        if name == "computer" and not self.computer.is_toolset:
-            return self.computer.run_single(tool_input)
-        if name == self.bash.name:
-            return self.bash.run(tool_input)
-        if name == self.editor.name:
-            return self.editor.run(tool_input)
-        return ToolOutcome(f"Unknown tool {name!r}.", is_error=True)
+            return [ToolOutcome(text, True)] + [ToolOutcome(halt_text({}), True) for _ in range(count - 1)]
 
     @staticmethod
     def _tool_and_name(block: dict[str, Any]) -> tuple[str, str | None]:

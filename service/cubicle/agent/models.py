@@ -7,9 +7,10 @@ and version are read from the id, so date suffixes do not matter.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
+
+from cubicle.imaging import model_image_size
 
 TOOL_VERSIONS = ("computer_20250124", "computer_20251124", "computer_toolset_20260801")
 BETA_FLAGS = {
@@ -53,17 +54,8 @@ class ModelProfile:
         return BETA_FLAGS[self.tool_version]
 
     def image_size(self, width: int, height: int) -> tuple[int, int]:
-        """The largest size with the screen's aspect that this model takes as it is: the API
-        resizes anything bigger, and then the model's coordinates no longer match ours."""
-        if self.large_images:
-            scale = min(1.0, 2576 / max(width, height))
-            while True:
-                w, h = math.floor(width * scale), math.floor(height * scale)
-                if math.ceil(w / 28) * math.ceil(h / 28) <= 4784:
-                    return max(w, 1), max(h, 1)
-                scale *= 0.99
-        scale = min(1.0, 1568 / max(width, height), math.sqrt(1_150_000 / (width * height)))
-        return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+        """The largest size with the screen's aspect that this model takes as it is."""
+        return model_image_size(width, height, self.large_images)
 
     def cost(self, input_tokens: int, output_tokens: int, cache_read: int = 0, cache_write: int = 0) -> float:
         return (

@@ -5,6 +5,12 @@ worker's requests go through the SDK's real serialisation, headers and retries. 
 function of the request body (it may look at the screenshots it was sent) returning a
 response, or an `Error(status)` to answer with that HTTP error. The tests and `cubicle bench
 --agent` use it; it also lets anyone try the worker without an API key.
+
+It keeps message threads as the API does (the SDK's tool runner uses them by default): a
+request with `thread: {"type": "create"}` starts one, and `{"type": "continue",
+"previous_message_id": ...}` sends only the new messages, the system prompt and tools staying
+with the thread. Turns always see the whole conversation, as one unthreaded request would
+carry it; `wire` keeps the bodies as they arrived.
 """
 
 from __future__ import annotations
@@ -45,10 +51,11 @@ def text(value: str) -> dict[str, Any]:
     return {"type": "text", "text": value}
 
 
-def tool_use(name: str, tool_input: dict[str, Any], toolset: bool = False) -> dict[str, Any]:
+def tool_use(name: str, tool_input: dict[str, Any], toolset: bool | str = False) -> dict[str, Any]:
+    """A tool call; `toolset` makes it a member call of that toolset (True: "computer")."""
     block = {"type": "tool_use", "id": f"toolu_{next(_ids):06d}", "name": name, "input": tool_input}
     if toolset:
-        block["toolset_name"] = "computer"
+        block["toolset_name"] = "computer" if toolset is True else toolset
     return block
 
 
@@ -71,11 +78,19 @@ def tool_results(request: dict[str, Any]) -> list[dict[str, Any]]:
     return [block for block in content if isinstance(block, dict) and block.get("type") == "tool_result"]
 
 
+class _ThreadRefused(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        self.status, self.code, self.message = status, code, message
+
+
 class ScriptedAPI:
     def __init__(self, turns: list[Turn]):
         self.turns = list(turns)
-        self.requests: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []  # whole conversations, threads resolved
+        self.wire: list[dict[str, Any]] = []  # the bodies as sent
         self.headers: list[dict[str, str]] = []
+        self._threads: dict[str, dict[str, Any]] = {}  # reply id -> the request it answered, and the reply
+        self._continued: set[str] = set()
         self._lock = threading.Lock()
         api = self
 
@@ -84,10 +99,18 @@ class ScriptedAPI:
                 pass
 
             def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                wire = json.loads(self.rfile.read(int(self.headers["content-length"])))
                 with api._lock:
-                    api.requests.append(body)
+                    api.wire.append(wire)
                     api.headers.append(dict(self.headers))
+                    try:
+                        body = api._whole_request(wire)
+                    except _ThreadRefused as refused:
+                        self._answer(refused.status, {"type": "error", "error": {
+                            "type": "not_found_error" if refused.status == 404 else "invalid_request_error",
+                            "message": refused.message, "details": {"error_code": refused.code}}})
+                        return
+                    api.requests.append(body)
                     turn = api.turns.pop(0) if api.turns else (lambda _: message(text("(script exhausted)")))
                 try:
                     answer = turn(body)
@@ -99,6 +122,12 @@ class ScriptedAPI:
                     status = answer.status
                 else:
                     payload, status = answer, 200
+                    if "thread" in wire:
+                        with api._lock:
+                            api._threads[answer["id"]] = {"request": body, "reply": answer}
+                self._answer(status, payload)
+
+            def _answer(self, status: int, payload: dict[str, Any]) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
@@ -110,6 +139,24 @@ class ScriptedAPI:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def _whole_request(self, wire: dict[str, Any]) -> dict[str, Any]:
+        """The request as one unthreaded body: a continued thread's earlier messages, system
+        prompt and tools put back in front of what was sent."""
+        thread = wire.get("thread")
+        if not thread or thread.get("type") == "create":
+            return {key: value for key, value in wire.items() if key != "thread"}
+        previous = thread.get("previous_message_id")
+        if previous not in self._threads:
+            raise _ThreadRefused(404, "thread_not_found", f"No thread ends with message {previous!r}.")
+        if previous in self._continued:
+            raise _ThreadRefused(409, "thread_already_continued", f"Message {previous!r} was continued already.")
+        self._continued.add(previous)
+        earlier = self._threads[previous]
+        reply = {"role": "assistant", "content": earlier["reply"]["content"]}
+        whole = {**earlier["request"], **{key: value for key, value in wire.items() if key != "thread"}}
+        whole["messages"] = earlier["request"]["messages"] + [reply] + list(wire.get("messages") or [])
+        return whole
 
     def close(self) -> None:
         self.server.shutdown()
