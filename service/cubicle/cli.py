@@ -110,10 +110,14 @@ def main(argv: list[str] | None = None) -> None:
 
         sys.exit(runs_cli.list_runs(args) if args.runs_command == "list" else runs_cli.show_run(args))
     elif args.command == "bench" and (args.load or args.faults):
-        from cubicle.bench_load import run_load_bench
+        from cubicle.bench.load import run_load_bench
 
         sys.exit(run_load_bench(args))
-    elif args.command == "bench":
-        from cubicle.bench import run_bench
+    elif args.command == "bench" and args.agent:
+        from cubicle.bench.agent import run_agent_bench
 
-        sys.exit(run_bench(args))
+        sys.exit(run_agent_bench(args))
+    elif args.command == "bench":
+        from cubicle.bench.latency import run_latency_bench
+
+        sys.exit(run_latency_bench(args))

@@ -26,10 +26,8 @@ error allowed is a 503 display_unavailable that says to retry.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -42,10 +40,21 @@ from pathlib import Path
 
 import httpx
 
-from cubicle.bench import (
-    RESULTS_DIR, Desktop, _read_kib, desktop_processes, machine_line, with_desktop,
-)
 from cubicle.client import CubicleError
+
+from .desktops import Desktop, with_desktop
+from .processes import SERVER_ROLE, cpu_seconds, desktop_processes, rss_mb
+from .report import (
+    RESULTS_DIR,
+    Target,
+    bullet,
+    machine_line,
+    ms_or_dash,
+    percentile,
+    table,
+    target_lines,
+    write_json,
+)
 
 SCREENSHOTS = {
     "png": {},
@@ -72,7 +81,7 @@ FAULTS = (("xvfb", "xvfb", 0.0), ("openbox", "openbox", 0.0), ("x11vnc", "x11vnc
 RESTARTED_WITH = {"xvfb": ("xvfb", "openbox", "tint2", "x11vnc"), "openbox": ("openbox",), "x11vnc": ("x11vnc",)}
 FAULT_AT = (0.15, 0.35, 0.55, 0.75)  # when, as fractions of the load's duration
 FAULT_GIVE_UP = 30.0  # seconds after a kill; the target is 10
-PROGRAM_ROLES = {"xvfb": "Xvfb", "openbox": "openbox", "tint2": "tint2", "x11vnc": "x11vnc", "server": "cubicle server"}
+PROGRAM_ROLES = {"xvfb": "Xvfb", "openbox": "openbox", "tint2": "tint2", "x11vnc": "x11vnc", "server": SERVER_ROLE}
 TARGET_FIRST_503 = 1.0
 TARGET_RECOVERY = 10.0
 TARGET_MEMORY_GROWTH = 10.0  # percent
@@ -138,20 +147,6 @@ class Programs:
             return self._supervisor().getPID()
         except (OSError, xmlrpc.client.Fault):
             return None
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User and system CPU time a process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int | None) -> float | None:
-    kib = _read_kib(f"/proc/{pid}/status", "VmRSS:") if pid else None
-    return kib * 1024 / 1e6 if kib is not None else None
 
 
 # -- the load -----------------------------------------------------------------------------
@@ -463,11 +458,6 @@ async def run_faults(programs: Programs, url: str, token: str | None, stage: Sta
 # -- figures --------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))]
-
-
 def kind_figures(samples: list[Sample], kinds) -> dict[str, dict]:
     figures = {}
     for kind in list(kinds) + ["all"]:
@@ -542,7 +532,7 @@ def memory_summary(pid: int | None, before: float | None, readings: list[tuple[f
             "readings": [[round(t, 1), round(v, 2)] for t, v in readings]}
 
 
-def targets(result: dict) -> list[tuple[str, str, bool]]:
+def targets(result: dict) -> list[Target]:
     errors = sum(result["errors_outside_faults"].values())
     requests = result["load"]["all"]["requests"]
     growth = result["memory"]["growth_percent"]
@@ -570,24 +560,12 @@ def _s(seconds: float | None) -> str:
     return "never" if seconds is None else f"{seconds:.2f} s"
 
 
-def _ms(value: float | None) -> str:
-    return "-" if value is None else (f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms")
+def _ms(milliseconds: float | None) -> str:
+    return ms_or_dash(None if milliseconds is None else milliseconds / 1000)
 
 
 def _mb(value: float | None) -> str:
     return "?" if value is None else f"{value:.1f} MB"
-
-
-def table(header: list[str], rows: list[list[str]], markdown: bool) -> list[str]:
-    if markdown:
-        return (["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-                + ["| " + " | ".join(row) + " |" for row in rows])
-    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-
-    def line(row: list[str]) -> str:
-        return "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-
-    return [line(header), line(["-" * width for width in widths])] + [line(row) for row in rows]
 
 
 def render_report(result: dict, markdown: bool) -> str:
@@ -601,7 +579,7 @@ def render_report(result: dict, markdown: bool) -> str:
                      _ms(base["p50_ms"]), _ms(base["p99_ms"]), ratio])
     throughput, base_throughput = result["throughput"], result["baseline_throughput"]
     memory = result["memory"]
-    bullet = "- " if markdown else "  "
+    dot = bullet(markdown)
     out = table(header, rows, markdown) + [
         "",
         (f"{clients} clients for {result['load_seconds']:.0f} s, beside 1 client for {result['baseline_seconds']:.0f} s "
@@ -637,26 +615,13 @@ def render_report(result: dict, markdown: bool) -> str:
             ])
         out += table(header, rows, markdown)
         messages = [fault["message"] for fault in result["faults"] if fault["message"]]
-        out += [""] + [f"{bullet}the first 503 said: {message}" for message in messages[:1]]
+        out += [""] + [f"{dot}the first 503 said: {message}" for message in messages[:1]]
     if result["errors_outside_faults"]:
         out += ["", "errors" + (" outside the fault windows:" if result["faults"] else ":")]
         top = sorted(result["errors_outside_faults"].items(), key=lambda item: -item[1])[:10]
-        out += [f"{bullet}{count} x {text}" for text, count in top]
-    out += ["", machine_line(), "", "targets:"]
-    out += [f"{bullet}{goal}: {value} -> {'met' if met else 'NOT met'}" for goal, value, met in targets(result)]
+        out += [f"{dot}{count} x {text}" for text, count in top]
+    out += ["", machine_line(), ""] + target_lines(targets(result), markdown)
     return "\n".join(out)
-
-
-def write_json(result: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    document = {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "system": f"{platform.system()} {platform.release()}"},
-        **result,
-        "targets": [{"goal": goal, "value": value, "met": met} for goal, value, met in targets(result)],
-    }
-    path.write_text(json.dumps(document, indent=2) + "\n")
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -754,7 +719,7 @@ def run_load_bench(args) -> int:
         result = asyncio.run(run_load(desktop, args.clients, args.seconds, args.faults))
         print(render_report(result, args.markdown), flush=True)
         path = RESULTS_DIR / ("faults.json" if args.faults else "load.json")
-        write_json(result, path)
+        write_json(path, result, targets(result))
         print(f"\nresults in {path}; the bench took {time.monotonic() - started:.0f} s", file=sys.stderr)
         return 0 if all(met for _, _, met in targets(result)) else 1
 
