@@ -63,8 +63,9 @@ def from_screen(x: int, y: int, space: tuple[int, int], screen: tuple[int, int])
     )
 
 
-def frame_image(pixels: bytes, width: int, height: int) -> Image.Image:
-    """4-bytes-per-pixel BGRX (what X gives) -> an RGB image, without an extra copy in Python."""
+def frame_image(pixels: bytes | memoryview, width: int, height: int) -> Image.Image:
+    """4-bytes-per-pixel BGRX (what X gives) -> an RGB image in one pass, read straight from
+    `pixels` (for a screenshot, the shared memory the X server wrote): no copy before it."""
     return Image.frombuffer("RGB", (width, height), pixels, "raw", "BGRX", 0, 1)
 
 
@@ -132,3 +133,47 @@ def model_image_size(width: int, height: int, large: bool) -> tuple[int, int]:
             scale *= 0.99
     scale = min(1.0, 1568 / max(width, height), math.sqrt(1_150_000 / (width * height)))
     return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+
+
+def image_size_from_header(data: bytes) -> tuple[int, int] | None:
+    """Width and height of a PNG, JPEG, WebP or GIF image, read from its header without
+    decoding it; None when the bytes are none of these or are cut short."""
+    try:
+        if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            return struct.unpack("<HH", data[6:10])
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            chunk = data[12:16]
+            if chunk == b"VP8 ":
+                width, height = struct.unpack("<HH", data[26:30])
+                return width & 0x3FFF, height & 0x3FFF
+            if chunk == b"VP8L":
+                bits = int.from_bytes(data[21:25], "little")
+                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+            if chunk == b"VP8X":
+                return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+        if data[:2] == b"\xff\xd8":
+            return _jpeg_size_from_header(data)
+    except struct.error:
+        return None
+    return None
+
+
+def _jpeg_size_from_header(data: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG's segments to the first start-of-frame, which holds the size."""
+    index = 2
+    while index + 9 < len(data):
+        if data[index] != 0xFF:
+            index += 1
+            continue
+        marker = data[index + 1]
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # fill byte, TEM, RSTn, SOI: no length
+            index += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(data[index + 2 : index + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # SOFn, not DHT, JPG, DAC
+            height, width = struct.unpack(">HH", data[index + 5 : index + 9])
+            return width, height
+        index += 2 + length
+    return None

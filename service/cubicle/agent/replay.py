@@ -7,18 +7,22 @@ has no scripts and loads nothing from elsewhere. Images load lazily, so long run
 
 from __future__ import annotations
 
+import functools
 import html
 import json
 import re
-import struct
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cubicle.imaging import image_size_from_header
+
 from .runs import Run, parse_time, write_atomic
 
 REPLAY_FILE = "replay.html"
+# The page's style, inlined into each replay.html so that the page needs no other file.
+CSS_FILE = Path(__file__).resolve().parent / "replay_page" / "replay.css"
 
 BUTTON_COLOURS = {"left": "#e53935", "right": "#1e88e5", "middle": "#43a047"}
 HUMAN_COLOUR = "#8e24aa"
@@ -59,9 +63,10 @@ def _n(value: float) -> str:
 
 
 def _point(value: Any) -> tuple[float, float] | None:
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-            return float(value[0]), float(value[1])
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+    ):
+        return float(value[0]), float(value[1])
     return None
 
 
@@ -140,7 +145,7 @@ def format_duration(seconds: float | None) -> str:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 60:
         return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -171,47 +176,9 @@ def format_tokens(totals: dict[str, Any]) -> str:
 def image_size(path: Path) -> tuple[int, int] | None:
     """Width and height of a PNG, JPEG, WebP or GIF file, read from its header."""
     try:
-        data = path.read_bytes()
+        return image_size_from_header(path.read_bytes())
     except OSError:
         return None
-    try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
-            return struct.unpack(">II", data[16:24])
-        if data[:6] in (b"GIF87a", b"GIF89a"):
-            return struct.unpack("<HH", data[6:10])
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-            chunk = data[12:16]
-            if chunk == b"VP8 ":
-                width, height = struct.unpack("<HH", data[26:30])
-                return width & 0x3FFF, height & 0x3FFF
-            if chunk == b"VP8L":
-                bits = int.from_bytes(data[21:25], "little")
-                return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-            if chunk == b"VP8X":
-                return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
-        if data[:2] == b"\xff\xd8":
-            return _jpeg_size(data)
-    except struct.error:
-        return None
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    index = 2
-    while index + 9 < len(data):
-        if data[index] != 0xFF:
-            index += 1
-            continue
-        marker = data[index + 1]
-        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD8:
-            index += 1 if marker == 0xFF else 2
-            continue
-        length = int.from_bytes(data[index + 2 : index + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[index + 5 : index + 9])
-            return width, height
-        index += 2 + length
-    return None
 
 
 # -- drawing ----------------------------------------------------------------------------
@@ -453,7 +420,7 @@ class _Page:
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'\">"
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+            f"<title>{_e(title)}</title><style>\n{_css()}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
         )
 
     def header(self, groups: list[_Group]) -> str:
@@ -658,51 +625,9 @@ def _when(text: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC") if isinstance(moment, datetime) else "?"
 
 
-_CSS = """
-:root{--ink:#1d1d1f;--soft:#6e6e73;--line:#d8d8de;--bg:#f5f5f7;--card:#fff;--err:#c62828;--human:#8e24aa}
-*{box-sizing:border-box}
-body{margin:0;padding:24px;background:var(--bg);color:var(--ink);font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif}
-header.run,section,footer{max-width:1100px;margin:0 auto 16px;background:var(--card);border:1px solid var(--line);border-radius:10px;padding:16px 20px}
-section.step{content-visibility:auto;contain-intrinsic-size:auto 700px}
-.id{margin:0;color:var(--soft);font-family:ui-monospace,monospace;font-size:13px}
-h1.task{font-size:19px;margin:6px 0 12px;white-space:pre-wrap;overflow-wrap:anywhere}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 14px;margin:0}
-dt{color:var(--soft)}dd{margin:0;overflow-wrap:anywhere}
-.status{display:inline-block;padding:0 8px;border-radius:9px;background:#e0e0e0;color:#333;font-family:system-ui,sans-serif}
-.status.finished{background:#c8e6c9;color:#1b5e20}.status.failed{background:#ffcdd2;color:#b71c1c}
-.status.running,.status.paused{background:#bbdefb;color:#0d47a1}.status.stopped,.status.interrupted{background:#ffe0b2;color:#e65100}
-nav.index{display:flex;flex-wrap:wrap;gap:4px;margin-top:12px}
-nav.index a{min-width:2.2em;text-align:center;padding:1px 4px;border:1px solid var(--line);border-radius:5px;text-decoration:none;color:var(--ink);font-size:12px}
-nav.index a.err{border-color:var(--err);color:var(--err)}
-h2{font-size:16px;margin:0 0 10px;display:flex;flex-wrap:wrap;align-items:baseline;gap:12px}
-.stats{font-weight:normal;font-size:12px;color:var(--soft)}
-section.failed{border-left:4px solid var(--err)}
-.say{white-space:pre-wrap;margin:0 0 10px;overflow-wrap:anywhere}
-.stop,.request,.missing{color:var(--soft);font-size:13px;margin:6px 0}
-.retry{background:#fff8e1;border:1px solid #ffe082;border-radius:6px;padding:6px 10px;margin:6px 0;font-size:13px}
-.message{border-left:4px solid var(--human);background:#f3e5f5;padding:8px 12px;margin:6px 0;white-space:pre-wrap}
-.who{display:inline-block;background:var(--human);color:#fff;border-radius:4px;padding:0 6px;margin-right:8px;font-size:12px;font-weight:600}
-.figure{margin:8px 0 14px}.figure.human{border-left:4px solid var(--human);padding-left:10px}
-.shot{position:relative;width:100%;margin:6px 0;line-height:0;border:1px solid var(--line)}
-.shot img{display:block;width:100%;height:auto}
-.shot svg{position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none;overflow:visible}
-ol.actions{margin:4px 0;padding-left:0;list-style:none}
-li.act{margin:4px 0;padding:4px 8px;border-radius:6px;background:#fafafa}
-li.act.human{background:#f3e5f5}li.act.err{background:#ffebee}
-.num{display:inline-block;min-width:1.6em;font-weight:bold;color:var(--soft)}
-code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:13px}
-pre{white-space:pre-wrap;overflow-wrap:anywhere;margin:4px 0;max-height:24em;overflow:auto}
-pre.cmd{background:#263238;color:#eceff1;padding:6px 10px;border-radius:6px}
-.result{margin:4px 0 2px 1.6em;font-size:13px}
-.result pre{background:#f1f8e9;padding:4px 8px;border-radius:4px}
-.result.error pre,.result.error .ok{background:#ffebee;color:var(--err);font-weight:600}
-.result .ok{color:#2e7d32}
-.ms{color:var(--soft);margin-left:8px}
-.shotlink{margin-left:8px;font-size:12px}
-img.thumb{display:block;max-width:260px;height:auto;margin-top:4px;border:1px solid var(--line)}
-details.other,details.thinking{font-size:13px;color:var(--soft)}
-footer.end{font-weight:600}footer.end.failed{color:var(--err)}
-"""
+@functools.cache
+def _css() -> str:
+    return CSS_FILE.read_text(encoding="utf-8")
 
 
 def render_replay(run: Run) -> str:
