@@ -21,7 +21,7 @@ from pathlib import Path
 import anthropic
 import httpx
 import pytest
-from conftest import Serving, free_port, wait_until
+from support import Serving, free_port, wait_until
 from cubicle.agent.runs import RunStore
 from cubicle.agent.service import create_worker_app
 from cubicle.server.app import create_app
@@ -39,7 +39,7 @@ EVIL = "http://evil.example"
 
 # The only routes served without a token, and why they may be: pages and their script files
 # that hold no data (what they show is fetched with the token), and the health probe.
-DESKTOP_PUBLIC = {"/health", "/docs", "/view", "/docs/static", "/view/novnc"}
+DESKTOP_PUBLIC = {"/health", "/docs", "/view", "/docs/static", "/view/novnc", "/view/static"}
 WORKER_PUBLIC = {"/health", "/", "/console", "/console/novnc"}
 
 

@@ -211,8 +211,9 @@ def test_pruning_keeps_the_prefix_identical_between_prunes(client, desktop, fake
         assert json.dumps(current).count("cache_control") <= 4
 
 
+@pytest.mark.desktop  # a 1920x1080 desktop of its own
 def test_model_coordinates_land_exactly_when_screenshots_are_scaled(tmp_path_factory, fake, tmp_path):
-    from conftest import running_desktop, start_recorder
+    from support import running_desktop, start_recorder
     from cubicle.client import DesktopClient
 
     with running_desktop(tmp_path_factory.mktemp("big"), size="1920x1080") as big:
@@ -242,6 +243,7 @@ def test_model_coordinates_land_exactly_when_screenshots_are_scaled(tmp_path_fac
             for press in presses:  # both corners of what the model saw land in the real 40x40 square
                 assert 0 <= press["x"] < 40 and 0 <= press["y"] < 40, press
             app.process.terminate()
+            app.process.wait(10)
 
 
 def test_bash_and_editor_tools_work_inside_the_desktop(client, desktop, fake, tmp_path):
@@ -306,6 +308,7 @@ def kill_the_worker_while_it_thinks(desktop, fake, runs_dir, turns) -> dict:
     assert thinking.wait(60), worker.stdout.read1().decode() if worker.poll() is not None else "no last request"
     worker.send_signal(signal.SIGKILL)
     worker.wait(10)
+    worker.stdout.close()
     return env
 
 

@@ -11,7 +11,7 @@ from cubicle.agent.control import RunControl
 from cubicle.agent.loop import Agent
 from cubicle.agent.policy import Policy
 from cubicle.agent.runs import RunStore
-from conftest import wait_until
+from support import wait_until
 from fake_anthropic import FakeAnthropic, message, text, tool_results, tool_use
 
 POLICY = Policy.from_text("""

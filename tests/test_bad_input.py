@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from PIL import Image, ImageChops
+from PIL import Image
 
-CLOCK_WIDTH = 100  # the panel's clock, bottom right: it may turn a minute during the table
-PANEL_HEIGHT = 32
+from support import changed_outside_the_clock
 
 
 @dataclass
@@ -227,17 +226,6 @@ def catalogue(tmp: Path) -> list[Bad]:
 
 def screen_image(client) -> Image.Image:
     return Image.open(io.BytesIO(client.screenshot(settle=True).data)).convert("RGB")
-
-
-def changed_outside_the_clock(before: Image.Image, after: Image.Image) -> tuple[int, int, int, int] | None:
-    """The bounding box of what differs, with the clock's corner of the panel left out."""
-    width, height = before.size
-    masked = []
-    for image in (before, after):
-        copy = image.copy()
-        copy.paste((0, 0, 0), (width - CLOCK_WIDTH, height - PANEL_HEIGHT, width, height))
-        masked.append(copy)
-    return ImageChops.difference(*masked).getbbox()
 
 
 def window_state(client) -> list[tuple]:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from conftest import running_desktop, wait_until
+from support import running_desktop, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,7 @@ def test_the_server_survives_an_x_crash_and_reconnects_by_itself(own_desktop):
     assert get(own_desktop, "/cursor").json() == {"x": 100, "y": 100}
 
 
+@pytest.mark.desktop  # a desktop of its own, stopped
 def test_stopping_the_desktop_stops_everything(tmp_path):
     with running_desktop(tmp_path) as desktop:
         pids = [program_pid(desktop, name) for name in ("xvfb", "openbox", "tint2", "x11vnc", "server")]
@@ -104,7 +105,7 @@ def test_stopping_the_desktop_stops_everything(tmp_path):
                               headers={"Authorization": f"Bearer {desktop.token}"}, timeout=40).json()
         pids.append(launched["pid"])
     time.sleep(1)
-    alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}") and "Z" not in open(f"/proc/{pid}/stat").read().split()[2]]
+    alive = [pid for pid in pids if os.path.exists(f"/proc/{pid}") and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]]
     assert alive == []
 
 
@@ -117,7 +118,7 @@ def test_the_token_is_not_in_the_environment_of_the_desktop_programs(own_desktop
     wait_until(lambda: dump.exists() and dump.stat().st_size > 0, 10, "the launched program wrote its environment")
     assert own_desktop.token not in dump.read_text()
     for name in ("openbox", "tint2", "x11vnc", "server"):
-        environ = open(f"/proc/{program_pid(own_desktop, name)}/environ", "rb").read()
+        environ = Path(f"/proc/{program_pid(own_desktop, name)}/environ").read_bytes()
         assert own_desktop.token.encode() not in environ, name
 
 

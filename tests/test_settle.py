@@ -6,7 +6,7 @@ import io
 
 from PIL import Image
 
-from conftest import start_recorder
+from support import start_recorder
 
 GREEN = (0, 255, 0)
 

@@ -21,7 +21,7 @@ import pytest
 from cubicle.client import CubicleError, DesktopClient
 from cubicle.server.files import MAX_DIRECTORY_ENTRIES, MAX_READ_BYTES, FileAccess, is_inside
 from cubicle.server.errors import ApiError
-from conftest import free_port, wait_until
+from support import free_port, wait_until
 
 NEW_ROUTES = [("POST", "/shell/run"), ("POST", "/shell/restart"), ("GET", "/files"), ("PUT", "/files")]
 

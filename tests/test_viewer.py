@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import VIEWPORT
+from support import VIEWPORT
 from PIL import Image, ImageChops
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect

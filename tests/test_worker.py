@@ -19,7 +19,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from conftest import Serving, free_port, wait_until
+from support import Serving, free_port, wait_until
 from cubicle.agent.loop import STOPPED_TEXT, TAKEN_OVER_TEXT
 from cubicle.agent.policy import Policy
 from cubicle.agent.runs import RunStore
@@ -407,7 +407,8 @@ def test_run_images_and_replays_need_the_token_or_the_consoles_cookie(worker):
         assert browser.get(f"/runs/{run_id}/images/missing.png").status_code == 404
         browser.cookies.clear()
         forged = {"cubicle_console": "0" * 64}
-        assert browser.get(f"/runs/{run_id}/{image}", cookies=forged).status_code == 401
+        browser.cookies.update(forged)  # on the client: httpx deprecates per-request cookies
+        assert browser.get(f"/runs/{run_id}/{image}").status_code == 401
 
 
 def test_the_live_view_is_for_active_runs_and_needs_the_token(worker):
@@ -505,11 +506,13 @@ class Process:
         if stdin is not None:
             self.process.stdin.write(stdin)
             self.process.stdin.close()
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
-        for line in self.process.stdout:
-            self.lines.append(line.decode(errors="replace"))
+        with self.process.stdout:  # closed at the end of the output
+            for line in self.process.stdout:
+                self.lines.append(line.decode(errors="replace"))
 
     @property
     def output(self) -> str:
@@ -517,7 +520,9 @@ class Process:
 
     def stop(self) -> int:
         self.process.terminate()
-        return self.process.wait(30)
+        status = self.process.wait(30)
+        self.reader.join(30)
+        return status
 
 
 def listening(url: str) -> bool:
