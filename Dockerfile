@@ -1,15 +1,22 @@
 # cubicle's two images, built from this checkout:
 #
 #   docker build --target desktop -t cubicle-desktop .   # X, the apps, the server: port 8000
-#   docker build --target agent   -t cubicle-agent   .   # the agent worker, no X: port 8001
+#   docker build --target agent   -t cubicle-agent   .   # no X: the agent worker (port 8001)
+#                                                          # and the fleet (cubicle fleet serve, 8002)
 #
-# docker-compose.yml builds and runs both. Build arguments:
+# The desktop image runs as two containers sharing one network and IPC namespace (see
+# docker-compose.yml): `session` (X, the apps, VNC, the runner) as the user cubicle, and
+# `server` (the API, which holds the token) as the user cubicle-server, so that no program on
+# the desktop can read the token, the server's memory or its logs.
+#
+# docker-compose.yml builds and runs them. Build arguments:
 #   BASE_IMAGE    the Debian 12 image to start from (default debian:bookworm-slim)
 #   WITH_OFFICE   1 (default) installs LibreOffice Calc and Writer; 0 leaves them out, which
 #                 makes the desktop image much smaller
 #   WIDTH HEIGHT  the desktop's default screen size (also settable when the container starts)
 #   PIP_CERT      a CA bundle for pip to trust, when the build reaches PyPI through an
-#                 intercepting proxy (mount it into the build); empty means pip's own
+#                 intercepting proxy: a path inside BASE_IMAGE (a build has no host mount);
+#                 empty means pip's own. docker-compose.yml passes $CUBICLE_PIP_CERT.
 ARG BASE_IMAGE=debian:bookworm-slim
 
 # -- the Python package in a virtualenv, made once and copied into both images --------------
@@ -22,10 +29,10 @@ RUN apt-get update \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/cubicle
 # The dependencies first, read from pyproject.toml, so that a change to the source alone
-# reuses this layer. One virtualenv serves both images, so it has the agent extra.
+# reuses this layer. One virtualenv serves both images, so it has the agent and fleet extras.
 COPY pyproject.toml /src/
-RUN python3 -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; \
-print("\n".join(p["dependencies"] + p["optional-dependencies"]["agent"]))' > /tmp/requirements.txt \
+RUN python3 -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; e = p["optional-dependencies"]; \
+print("\n".join(p["dependencies"] + e["agent"] + e["fleet"]))' > /tmp/requirements.txt \
  && /opt/cubicle/bin/pip install --quiet -r /tmp/requirements.txt
 COPY README.md /src/
 COPY service /src/service
@@ -40,10 +47,11 @@ ARG WIDTH=1280
 ARG HEIGHT=800
 COPY desktop/packages.txt desktop/image/firefox-policies.json desktop/image/firefox-prefs.js \
      desktop/image/libreoffice-quiet-start.xcd /tmp/image/
-# The same package list as scripts/setup installs. The user `cubicle` owns /var/lib/cubicle,
-# where `cubicle desktop` keeps its logs and token; its home (HOME of every program on the
-# desktop) is /var/lib/cubicle/home. Xvfb run by anyone but root cannot create
-# /tmp/.X11-unix itself. There is no sudo in the image.
+# The same package list as scripts/setup installs. Two users: `cubicle` (uid 1000), the
+# desktop's, owns /var/lib/cubicle (the session's logs) and its home /var/lib/cubicle/home
+# (HOME of every program on the desktop); `cubicle-server` (uid 1001) owns
+# /var/lib/cubicle-server (the server's token file and logs), closed to everyone else.
+# Xvfb run by anyone but root cannot create /tmp/.X11-unix itself. There is no sudo.
 RUN set -eu; cd /tmp/image \
  && sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' packages.txt > wanted \
  && if [ "$WITH_OFFICE" = 0 ]; then sed -i '/^libreoffice/d' wanted; fi \
@@ -57,7 +65,9 @@ RUN set -eu; cd /tmp/image \
  && cd / && rm -rf /tmp/image \
  && install -d -m 1777 /tmp/.X11-unix \
  && useradd --uid 1000 --user-group --no-create-home --home-dir /var/lib/cubicle/home --shell /bin/bash cubicle \
- && install -d -o cubicle -g cubicle /var/lib/cubicle /var/lib/cubicle/home
+ && useradd --uid 1001 --user-group --no-create-home --home-dir /var/lib/cubicle-server --shell /usr/sbin/nologin cubicle-server \
+ && install -d -o cubicle -g cubicle /var/lib/cubicle /var/lib/cubicle/home \
+ && install -d -m 700 -o cubicle-server -g cubicle-server /var/lib/cubicle-server
 COPY --from=venv /opt/cubicle /opt/cubicle
 COPY desktop/image/entrypoint /usr/local/bin/cubicle-desktop
 ENV PATH=/opt/cubicle/bin:$PATH LANG=C.UTF-8 WIDTH=${WIDTH} HEIGHT=${HEIGHT}

@@ -1,49 +1,23 @@
-"""docker-compose.yml read as Compose reads it, checked against the Dockerfile and .env.example:
-the targets it builds exist, the ports it publishes are the ones the images expose and only on
-127.0.0.1, every setting it reads is documented, the healthcheck is the image's, and the
-worker waits for a healthy desktop."""
+"""docker-compose.yml read by Compose itself (`docker compose config`, the real parser), and
+checked against the Dockerfile and .env.example: the targets it builds exist, ports are
+published on 127.0.0.1 only, every setting it reads is documented, the desktop is two
+unprivileged containers of which only the server holds the token, the three tokens are
+required and distinct (scripts/make-env), the healthcheck is the image's, the worker waits for
+a healthy desktop, and the fleet comes with its profile."""
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+import subprocess
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from engines import compose_environment
+from support import ROOT
+
+pytestmark = pytest.mark.docker
 VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
-
-
-class MissingSetting(Exception):
-    pass
-
-
-def interpolate(value, env: dict[str, str]):
-    """Compose's ${VAR}, ${VAR:-default}, ${VAR-default} and ${VAR:?error}, throughout a
-    parsed file."""
-    if isinstance(value, dict):
-        return {key: interpolate(item, env) for key, item in value.items()}
-    if isinstance(value, list):
-        return [interpolate(item, env) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match) -> str:
-        name, operator, argument = match.groups()
-        given = env.get(name)
-        if operator in (":-", ":?"):
-            missing = not given
-        else:
-            missing = given is None
-        if operator and operator.endswith("?") and missing:
-            raise MissingSetting(f"{name}: {argument}")
-        if operator and operator.endswith("-") and missing:
-            return argument
-        return given or ""
-
-    return VARIABLE.sub(substitute, value)
 
 
 def env_example() -> dict[str, str]:
@@ -53,6 +27,28 @@ def env_example() -> dict[str, str]:
             name, _, value = line.partition("=")
             settings[name.strip()] = value.strip()
     return settings
+
+
+def config(env_file, *profiles: str) -> subprocess.CompletedProcess:
+    command = ["docker", "compose", "--project-directory", str(ROOT), "--env-file", str(env_file)]
+    command += [part for profile in profiles for part in ("--profile", profile)]
+    environment = {k: v for k, v in compose_environment().items() if not k.startswith("CUBICLE_") or k == "CUBICLE_PIP_CERT"}
+    return subprocess.run(command + ["config", "--format", "json"], capture_output=True, text=True, timeout=60,
+                          env=environment, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def env_file(tmp_path_factory):
+    made = tmp_path_factory.mktemp("compose") / "made.env"
+    subprocess.run([str(ROOT / "scripts/make-env"), str(made)], check=True, capture_output=True, timeout=30)
+    return made
+
+
+@pytest.fixture(scope="module")
+def compose(env_file) -> dict:
+    done = config(env_file, "fleet")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
@@ -91,91 +87,109 @@ def healthcheck_command(stage: str) -> list[str]:
     return json.loads(check[check.index("CMD ") + 4:])
 
 
-@pytest.fixture(scope="module")
-def raw() -> dict:
-    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+def test_make_env_fills_three_distinct_tokens_readable_by_its_user_only(env_file):
+    settings = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    tokens = [settings[name] for name in ("CUBICLE_TOKEN", "CUBICLE_WORKER_TOKEN", "CUBICLE_FLEET_TOKEN")]
+    assert all(len(token) >= 32 for token in tokens) and len(set(tokens)) == 3
+    assert env_file.stat().st_mode & 0o077 == 0
+    assert set(settings) == set(env_example())
 
 
-@pytest.fixture(scope="module")
-def compose(raw) -> dict:
-    """The file as Compose sees it with .env.example's values and a token filled in."""
-    return interpolate(raw, {**env_example(), "CUBICLE_TOKEN": "t0ken"})
+def test_every_token_is_required(tmp_path):
+    for missing in ("CUBICLE_TOKEN", "CUBICLE_WORKER_TOKEN", "CUBICLE_FLEET_TOKEN"):
+        settings = {**env_example(), "CUBICLE_TOKEN": "a" * 32, "CUBICLE_WORKER_TOKEN": "b" * 32, "CUBICLE_FLEET_TOKEN": "c" * 32}
+        settings[missing] = ""
+        env = tmp_path / f"without-{missing}.env"
+        env.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+        done = config(env, "fleet")
+        assert done.returncode != 0 and missing in done.stderr, (missing, done.stderr)
 
 
 def test_the_services_build_targets_of_the_dockerfile(compose):
     stages = dockerfile_stages()
-    assert set(compose["services"]) == {"desktop", "agent"}
-    for name, service in compose["services"].items():
-        assert service["build"]["context"] == "."
-        assert service["build"]["target"] == name and name in stages
-        # Built here, never looked for in a registry.
-        assert service["pull_policy"] == "build"
+    services = compose["services"]
+    assert set(services) == {"desktop", "desktop-server", "agent", "fleet"}
+    for name in ("desktop", "agent"):
+        assert services[name]["build"]["target"] == name and name in stages
+        assert services[name]["pull_policy"] == "build"  # built here, never looked for in a registry
+    assert services["desktop-server"]["image"] == services["desktop"]["image"]
+    assert services["fleet"]["image"] == services["agent"]["image"]
+    assert {services[n]["pull_policy"] for n in ("desktop-server", "fleet")} == {"never"}
     assert instructions("", "ARG") == ["BASE_IMAGE=debian:bookworm-slim"]
     assert all(instruction[1].startswith("${BASE_IMAGE}") for stage in stages.values()
                for instruction in stage if instruction[0] == "FROM")
 
 
-def test_ports_are_the_images_own_and_on_localhost_only(raw, compose):
-    assert compose["services"]["desktop"]["ports"] == ["127.0.0.1:8000:8000"]
-    assert compose["services"]["agent"]["ports"] == ["127.0.0.1:8001:8001"]
-    # The defaults are the same when .env leaves the ports out.
-    defaults = interpolate(raw, {"CUBICLE_TOKEN": "t0ken"})
-    assert defaults["services"]["desktop"]["ports"] == ["127.0.0.1:8000:8000"]
-    for name, service in raw["services"].items():
-        (port,) = service["ports"]
-        assert port.startswith("127.0.0.1:"), "a port published beyond localhost"
-        assert instructions(name, "EXPOSE") == [port.rsplit(":", 1)[1]]
+def test_ports_are_the_images_own_and_on_localhost_only(compose):
+    published = {name: [(p["host_ip"], p["published"], p["target"]) for p in service.get("ports", [])]
+                 for name, service in compose["services"].items()}
+    assert published == {"desktop": [("127.0.0.1", "8000", 8000)], "desktop-server": [],
+                          "agent": [("127.0.0.1", "8001", 8001)], "fleet": [("127.0.0.1", "8002", 8002)]}
+    assert instructions("desktop", "EXPOSE") == ["8000"] and instructions("agent", "EXPOSE") == ["8001"]
 
 
-def test_every_setting_is_documented_in_env_example_and_used(raw):
-    used = set(VARIABLE.findall(json.dumps(raw)))  # the values, not the comments
+def test_every_setting_is_documented_in_env_example_and_used():
+    raw = (ROOT / "docker-compose.yml").read_text()
+    used = {match for line in raw.splitlines() if not line.lstrip().startswith("#") for match in VARIABLE.findall(line)}
     used_names = {name for name, _, _ in used}
     documented = env_example()
     assert used_names - set(documented) == set(), "settings used but not in .env.example"
     assert set(documented) - used_names == set(), "settings in .env.example that compose ignores"
-    # The documented values are the defaults compose falls back on.
     for name, operator, default in used:
         if operator.endswith("-"):
-            assert documented[name] == default, name
+            assert documented[name] == default, name  # the documented values are compose's defaults
 
 
-def test_the_token_is_required_and_reaches_both_services(raw, compose):
-    with pytest.raises(MissingSetting, match="CUBICLE_TOKEN"):
-        interpolate(raw, env_example())  # .env.example leaves it empty
-    desktop, agent = compose["services"]["desktop"], compose["services"]["agent"]
-    assert desktop["environment"]["CUBICLE_TOKEN"] == agent["environment"]["CUBICLE_TOKEN"] == "t0ken"
-    assert {"WIDTH", "HEIGHT"} <= set(desktop["environment"])
-    assert {"ANTHROPIC_API_KEY", "CUBICLE_MODEL", "CUBICLE_WORKER_TOKEN"} <= set(agent["environment"])
-    # The worker reaches the desktop by its service name, on the port its image exposes.
+def test_the_desktop_is_two_unprivileged_containers_and_only_the_server_holds_the_token(compose, env_file):
+    services = compose["services"]
+    session, server, agent = services["desktop"], services["desktop-server"], services["agent"]
+    settings = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    assert session["command"] == ["session"] and server["command"] == ["server"]
+    assert server["user"] == "cubicle-server" and "user" not in session  # the image's own: cubicle
+    assert server["network_mode"] == "service:desktop" and server["ipc"] == "service:desktop"
+    assert session["ipc"] == "shareable"
+    for service in (session, server, agent, services["fleet"]):
+        assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"]
+    assert "CUBICLE_TOKEN" not in (session.get("environment") or {})
+    assert server["environment"]["CUBICLE_TOKEN"] == settings["CUBICLE_TOKEN"]
+    assert agent["environment"]["CUBICLE_TOKEN"] == settings["CUBICLE_TOKEN"]  # it drives that desktop
+    assert agent["environment"]["CUBICLE_WORKER_TOKEN"] == settings["CUBICLE_WORKER_TOKEN"] != settings["CUBICLE_TOKEN"]
     assert agent["environment"]["CUBICLE_DESKTOP_URL"] == f"http://desktop:{instructions('desktop', 'EXPOSE')[0]}"
-    assert "ANTHROPIC_API_KEY" not in desktop["environment"]
+    assert "ANTHROPIC_API_KEY" not in (session.get("environment") or {}) and "ANTHROPIC_API_KEY" not in server["environment"]
+    assert services["fleet"]["environment"]["CUBICLE_FLEET_TOKEN"] == settings["CUBICLE_FLEET_TOKEN"]
+    assert agent["environment"]["CUBICLE_FLEET_TOKEN"] == settings["CUBICLE_FLEET_TOKEN"]
+
+
+def test_the_fleet_comes_only_with_its_profile(env_file):
+    done = config(env_file)
+    assert done.returncode == 0, done.stderr
+    assert set(json.loads(done.stdout)["services"]) == {"desktop", "desktop-server", "agent"}
 
 
 def test_the_healthcheck_is_the_images_and_the_worker_waits_for_it(compose):
     desktop = compose["services"]["desktop"]
     assert desktop["healthcheck"]["test"] == ["CMD", *healthcheck_command("desktop")]
     assert "/health" in " ".join(desktop["healthcheck"]["test"])
-    assert compose["services"]["agent"]["depends_on"] == {"desktop": {"condition": "service_healthy"}}
+    assert compose["services"]["agent"]["depends_on"]["desktop"]["condition"] == "service_healthy"
     assert "/health" in " ".join(healthcheck_command("agent"))
 
 
 def test_named_volumes_keep_the_home_and_the_runs(compose):
     desktop, agent = compose["services"]["desktop"], compose["services"]["agent"]
-    (useradd,) = [line for line in instructions("desktop", "RUN") if "useradd" in line]
-    home = re.search(r"useradd .*--home-dir (\S+)", useradd).group(1)
-    assert desktop["volumes"] == [f"home:{home}"]
+    (useradd,) = [line for line in instructions("desktop", "RUN") if "useradd --uid 1000" in line or "useradd" in line][:1]
+    home = re.search(r"useradd --uid 1000 .*?--home-dir (\S+)", useradd).group(1)
+    assert [(v["source"], v["target"]) for v in desktop["volumes"]] == [("home", home)]
     (agent_env,) = [line for line in instructions("agent", "ENV") if "CUBICLE_RUNS_DIR" in line]
     runs = re.search(r"CUBICLE_RUNS_DIR=(\S+)", agent_env).group(1)
-    assert agent["volumes"] == [f"runs:{runs}"]
-    assert set(compose["volumes"]) == {"home", "runs"}
+    assert [(v["source"], v["target"]) for v in agent["volumes"]] == [("runs", runs)]
+    assert set(compose["volumes"]) == {"home", "runs", "fleet"}
 
 
 def test_the_desktop_gets_shared_memory_for_the_browser(compose):
-    size = compose["services"]["desktop"]["shm_size"]
-    assert re.fullmatch(r"\d+[gm]b?", str(size).lower()), size
+    assert int(compose["services"]["desktop"]["shm_size"]) >= 512 * 1024 * 1024
 
 
-def test_the_images_run_as_cubicle_and_leave_env_out_of_the_build():
+def test_the_images_run_as_non_root_and_leave_env_out_of_the_build():
     for stage in ("desktop", "agent"):
         assert instructions(stage, "USER") == ["cubicle"]
     assert "sudo" not in (ROOT / "desktop/packages.txt").read_text().split()

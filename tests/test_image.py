@@ -1,287 +1,38 @@
-"""The container images, built from this checkout and run for real.
+"""The README's `docker compose up`, run for real on the Docker engine: both images built from
+this checkout, a fresh .env made by scripts/make-env, a scripted Messages API beside the
+stack (the only stand-in: the model API cannot be reached from here), and everything checked as
+a user and as a program on the desktop would see it.
 
-The images are built with buildah, which needs no daemon, on a Debian 12 base made with
-debootstrap (kept between runs as localhost/debian:bookworm-slim). Containers run with
-`buildah run --isolation chroot`: in the host's network and process namespaces, so the test
-reaches their servers on 127.0.0.1, and it picks ports and an X display number that are free
-on the host. It runs each image's own entrypoint or command, as the image's own user.
-
-Building both images from a cold start takes a few minutes; the fixtures are module-scoped, so
-that happens once per run. The built images are removed at the end; the base is kept.
+The stack is a compose project of its own (its own name, free host ports, its own volumes),
+with one small override file: the worker's ANTHROPIC_BASE_URL pointing at the scripted API on
+the Docker bridge's address. It is taken down with its volumes at the end.
 """
 
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
-import os
-import shutil
-import signal
+import re
+import secrets
 import subprocess
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 from PIL import Image
 from websockets.sync.client import connect
 
-from conftest import free_port, wait_healthy
 from cubicle.agent.scripted_api import ScriptedAPI, last_image, message, text, tool_use
 from cubicle.client import DesktopClient
-from cubicle.session import display_in_use
+from engines import compose_environment, docker_client
+from support import ROOT, free_port, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
-BUILDAH = ["buildah", "--storage-driver", "vfs"]
-BASE_IMAGE = "localhost/debian:bookworm-slim"
+pytestmark = [pytest.mark.docker, pytest.mark.image, pytest.mark.timeout(2400)]
 MODEL = "claude-haiku-4-5"
-BUILD_TIMEOUT = 1800
-STOP_TIMEOUT = 30.0
-
-# Building takes minutes, and happens in the first test that needs an image.
-pytestmark = pytest.mark.timeout(BUILD_TIMEOUT + 600)
-
-
-def buildah(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*BUILDAH, *args], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"buildah {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return result
-
-
-def image_exists(name: str) -> bool:
-    return buildah("inspect", "--type", "image", name, check=False).returncode == 0
-
-
-def debian_mirror() -> str:
-    """The Debian mirror this machine's apt uses: the base image is made from it."""
-    sources = Path("/etc/apt/sources.list.d/debian.sources")
-    if sources.is_file():
-        for line in sources.read_text().splitlines():
-            if line.startswith("URIs:"):
-                return line.split()[1]
-    legacy = Path("/etc/apt/sources.list")
-    if legacy.is_file():
-        for line in legacy.read_text().splitlines():
-            words = line.split()
-            if len(words) >= 3 and words[0] == "deb" and "security" not in words[1]:
-                return words[1]
-    return "http://deb.debian.org/debian"
-
-
-# What Debian's "-slim" images leave out, so that the sizes measured here are those users get.
-SLIM_EXCLUDES = """\
-path-exclude /usr/share/doc/*
-path-include /usr/share/doc/*/copyright
-path-exclude /usr/share/man/*
-path-exclude /usr/share/groff/*
-path-exclude /usr/share/info/*
-path-exclude /usr/share/lintian/*
-path-exclude /usr/share/linda/*
-"""
-
-
-def make_base_image(workdir: Path) -> None:
-    """A minimal Debian 12 image, the same as debian:bookworm-slim in every way that matters to
-    the Dockerfile, made with debootstrap and imported into buildah's storage."""
-    rootfs = workdir / "rootfs"
-    done = subprocess.run(
-        ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), debian_mirror()],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert done.returncode == 0, f"debootstrap failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
-    (rootfs / "etc/dpkg/dpkg.cfg.d/slim").write_text(SLIM_EXCLUDES)
-    for leftover in ("var/lib/apt/lists", "var/cache/apt"):
-        shutil.rmtree(rootfs / leftover, ignore_errors=True)
-    archive = workdir / "rootfs.tar"
-    subprocess.run(["tar", "-C", str(rootfs), "--exclude=./dev/*", "--exclude=./proc/*", "--exclude=./sys/*",
-                    "-cf", str(archive), "."], check=True, timeout=300)
-    shutil.rmtree(rootfs)
-    container = buildah("from", "scratch").stdout.strip()
-    try:
-        buildah("add", container, str(archive), "/", timeout=600)
-        buildah("config", "--cmd", "/bin/bash", container)
-        buildah("commit", "--quiet", container, BASE_IMAGE, timeout=600)
-    finally:
-        buildah("rm", container, check=False)
-        archive.unlink()
-
-
-def build(target: str, tag: str, log: Path) -> float:
-    """Builds one target of the Dockerfile; returns the seconds it took."""
-    command = [*BUILDAH, "bud", "--isolation", "chroot", "--format", "docker", "--target", target,
-               # vfs keeps every cached layer as a whole copy of the file system: no caching.
-               "--layers=false", "--pull=never", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t", tag]
-    host_certs = Path("/etc/ssl/certs/ca-certificates.crt")
-    if host_certs.is_file():
-        # pip in the build trusts what this machine trusts (an intercepting proxy, say).
-        command += ["-v", f"{host_certs.parent}:/run/host-certs:ro",
-                    "--build-arg", f"PIP_CERT=/run/host-certs/{host_certs.name}"]
-    started = time.monotonic()
-    with open(log, "wb") as output:
-        done = subprocess.run([*command, str(ROOT)], stdout=output, stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT)
-    if done.returncode != 0:
-        raise AssertionError(f"building target {target} failed; the end of {log}:\n{log.read_text()[-5000:]}")
-    return time.monotonic() - started
-
-
-def image_config(tag: str) -> dict:
-    """The image's configuration as Docker sees it (User, Env, Entrypoint, Cmd, Healthcheck)."""
-    return json.loads(buildah("inspect", "--type", "image", tag).stdout)["Docker"]["config"]
-
-
-@dataclass
-class Images:
-    desktop: str
-    agent: str
-    build_seconds: dict[str, float]
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("image")
-    if not image_exists(BASE_IMAGE):
-        make_base_image(workdir)
-    suffix = uuid.uuid4().hex[:8]  # several test runs on one machine each build their own
-    built = Images(f"localhost/cubicle-desktop:test-{suffix}", f"localhost/cubicle-agent:test-{suffix}", {})
-    try:
-        for target, tag in (("desktop", built.desktop), ("agent", built.agent)):
-            built.build_seconds[target] = build(target, tag, workdir / f"build-{target}.log")
-        print(f"\nimage builds: {built.build_seconds}")
-        yield built
-    finally:
-        for tag in (built.desktop, built.agent):
-            buildah("rmi", "--force", tag, check=False)
-
-
-# -- running a container -----------------------------------------------------------------------
-
-
-class Container:
-    """A working container of an image and the one command running in it (`buildah run`)."""
-
-    def __init__(self, image: str, workdir: Path):
-        self.image = image
-        self.name = buildah("from", "--pull=never", image).stdout.strip()
-        self.root_id = self._root_id()
-        self.log = workdir / f"{self.name}.log"
-        self.process: subprocess.Popen | None = None
-
-    def _root_id(self) -> tuple[int, int]:
-        mount = buildah("mount", self.name).stdout.strip()
-        status = os.stat(mount)
-        return status.st_dev, status.st_ino
-
-    def start(self, argv: list[str], env: dict[str, str]) -> None:
-        settings = [item for name, value in env.items() for item in ("-e", f"{name}={value}")]
-        self.process = subprocess.Popen(
-            [*BUILDAH, "run", "--isolation", "chroot", *settings, self.name, "--", *argv],
-            stdin=subprocess.DEVNULL, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT,
-            start_new_session=True,  # one process group to stop
-        )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-5000:]
-
-    def run(self, *argv: str, user: str | None = None) -> subprocess.CompletedProcess:
-        """Another command in the same container, to completion."""
-        extra = ["--user", user] if user else []
-        return subprocess.run([*BUILDAH, "run", "--isolation", "chroot", *extra, self.name, "--", *argv],
-                              capture_output=True, text=True, timeout=60)
-
-    def processes(self) -> list[dict]:
-        """Every process whose root directory is this container's file system."""
-        found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                status = os.stat(f"/proc/{entry}/root")
-                uid = os.stat(f"/proc/{entry}").st_uid
-                command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue  # gone, or a kernel thread
-            if (status.st_dev, status.st_ino) == self.root_id:
-                found.append({"pid": int(entry), "uid": uid, "command": command.strip()})
-        return found
-
-    def stop(self) -> None:
-        """Stops the command's process group, then anything else still running in the container."""
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(STOP_TIMEOUT)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(10)
-        # supervisord and the apps run in a session of their own, out of that group.
-        deadline = time.monotonic() + 10
-        while (leftovers := self.processes()) and time.monotonic() < deadline:
-            for process in leftovers:
-                try:
-                    os.kill(process["pid"], signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            time.sleep(0.1)
-
-    def remove(self) -> None:
-        self.stop()
-        buildah("umount", self.name, check=False)
-        buildah("rm", self.name, check=False)
-
-
-def free_display() -> int:
-    """A display number no X server on this host uses: X's abstract sockets live in the network
-    namespace, which the container shares. Far above the numbers the other tests use."""
-    for number in range(500, 1000):
-        if display_in_use(number) is None and not os.path.exists(f"/tmp/.X11-unix/X{number}"):
-            return number
-    raise RuntimeError("no free X display number between 500 and 1000")
-
-
-@dataclass
-class RunningDesktop:
-    container: Container
-    url: str
-    token: str
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("containers")
-
-
-@pytest.fixture(scope="module")
-def desktop(images, workdir):
-    """The desktop image's entrypoint, run as the image says (its user, its entrypoint), with
-    the port and display chosen through the environment."""
-    container = Container(images.desktop, workdir)
-    try:
-        port, vnc_port = free_port(), free_port()
-        token = "image-test-" + uuid.uuid4().hex
-        config = image_config(images.desktop)
-        # The image listens on all addresses; here, where the host's network is shared, only on
-        # localhost (a later --host wins).
-        container.start(config["Entrypoint"] + ["--host", "127.0.0.1"], {
-            "CUBICLE_TOKEN": token, "CUBICLE_PORT": str(port), "VNC_PORT": str(vnc_port),
-            "CUBICLE_DISPLAY": str(free_display()),
-        })
-        running = RunningDesktop(container, f"http://127.0.0.1:{port}", token)
-        try:
-            wait_healthy(running.url, timeout=90)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{container.output()}") from None
-        yield running
-    finally:
-        container.remove()
-
-
-@pytest.fixture(scope="module")
-def client(desktop):
-    with DesktopClient(desktop.url, desktop.token, timeout=60) as api:
-        yield api
 
 
 def shows_panel(image: Image.Image) -> bool:
@@ -296,174 +47,239 @@ def shows_panel(image: Image.Image) -> bool:
     return differs and len(panel_colours) > 20
 
 
-# -- the desktop image ------------------------------------------------------------------------
+def bridge_address() -> str:
+    """The host's address on Docker's default bridge (docker0): containers reach it as
+    host-gateway. Docker's own record of the bridge leaves the gateway out."""
+    subnet = docker_client().networks.get("bridge").attrs["IPAM"]["Config"][0]["Subnet"]
+    return str(next(ipaddress.ip_network(subnet).hosts()))
 
 
-def test_the_desktop_image_runs_as_cubicle_with_a_healthcheck(images):
-    config = image_config(images.desktop)
-    assert config["User"] == "cubicle"
-    assert "8000/tcp" in config["ExposedPorts"]
-    assert config["Healthcheck"]["Test"][0] == "CMD" and "/health" in " ".join(config["Healthcheck"]["Test"])
-    agent = image_config(images.agent)
-    assert agent["User"] == "cubicle" and "8001/tcp" in agent["ExposedPorts"]
-    assert agent["Cmd"][:3] == ["cubicle", "agent", "serve"]
+@dataclass
+class Stack:
+    project: str
+    env_file: Path
+    override: Path
+    settings: dict[str, str]
+    api: ScriptedAPI
+
+    def compose(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
+        command = ["docker", "compose", "-p", self.project, "--project-directory", str(ROOT),
+                   "-f", str(ROOT / "docker-compose.yml"), "-f", str(self.override), "--env-file", str(self.env_file)]
+        environment = {k: v for k, v in compose_environment().items() if not k.startswith("CUBICLE_") or k == "CUBICLE_PIP_CERT"}
+        done = subprocess.run(command + list(args), capture_output=True, text=True, timeout=timeout, env=environment, cwd=ROOT)
+        assert done.returncode == 0, f"docker compose {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-4000:]}"
+        return done
+
+    def container(self, service: str):
+        return docker_client().containers.get(f"{self.project}-{service}-1")
+
+    @property
+    def desktop_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings['DESKTOP_PORT']}"
+
+    @property
+    def worker_url(self) -> str:
+        return f"http://127.0.0.1:{self.settings['AGENT_PORT']}"
+
+    def worker(self, method: str, path: str, token: str | None = None, **options) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token or self.settings['CUBICLE_WORKER_TOKEN']}"}
+        return httpx.request(method, self.worker_url + path, headers=headers, timeout=60, **options)
+
+    def desktop(self) -> DesktopClient:
+        return DesktopClient(self.desktop_url, self.settings["CUBICLE_TOKEN"], timeout=120)
 
 
-def test_the_desktop_becomes_healthy_and_its_own_healthcheck_passes(desktop, client):
-    assert client.health().status == "ok"
-    # The image's HEALTHCHECK command, run inside the container as Docker would run it.
-    check = image_config(desktop.container.image)["Healthcheck"]["Test"][1:]
-    done = desktop.container.run("env", f"CUBICLE_PORT={desktop.url.rsplit(':', 1)[1]}", *check)
-    assert done.returncode == 0, done.stderr
+def read_settings(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
 
 
-def test_a_screenshot_through_the_api_shows_the_panel(desktop):
-    response = httpx.get(desktop.url + "/screenshot", headers={"Authorization": f"Bearer {desktop.token}"}, timeout=30)
-    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
-    screen = Image.open(io.BytesIO(response.content))
-    assert screen.size == (1280, 800)
-    # The panel comes up a moment after the window manager; give it that moment.
-    deadline = time.monotonic() + 20
-    while not shows_panel(screen) and time.monotonic() < deadline:
-        time.sleep(0.5)
-        screen = Image.open(io.BytesIO(httpx.get(desktop.url + "/screenshot", timeout=30,
-                                                 headers={"Authorization": f"Bearer {desktop.token}"}).content))
-    assert shows_panel(screen), "the screenshot does not show the panel"
-    assert httpx.get(desktop.url + "/screenshot", timeout=10).status_code == 401
-
-
-def test_an_app_launched_through_the_api_opens_its_window(client):
-    launched = client.launch("xterm", timeout=30)
-    assert launched.window is not None and launched.window.wm_class == "XTerm"
-    assert launched.window.id in [window.id for window in client.windows()]
-    assert client.close_window(launched.window.id).done
-
-
-def test_office_and_browser_start_without_first_run_pages(client):
-    writer = client.launch(["libreoffice", "--writer"], timeout=60)
-    firefox = client.launch("firefox-esr", timeout=60)
-    assert writer.window is not None and firefox.window is not None
-
-    def titles() -> list[str]:
-        return [window.title for window in client.windows()]
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        shown = titles()
-        if any("LibreOffice Writer" in title for title in shown) and "Mozilla Firefox" in shown:
-            break
-        time.sleep(0.3)
-    time.sleep(5)  # the tip of the day and Firefox's welcome page would come now
-    shown = titles()
-    assert any("LibreOffice Writer" in title for title in shown), shown
-    assert "Mozilla Firefox" in shown, shown  # a new tab: not "Welcome to Firefox"
-    assert not any("Tip of the Day" in title for title in shown), shown
-    for window in client.windows():
-        if window.wm_class in ("libreoffice-writer", "firefox-esr"):
-            client.close_window(window.id)
-
-
-def test_no_program_of_the_desktop_runs_as_root(desktop, client):
-    editor = client.launch("mousepad", timeout=30)
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("compose")
+    env_file = workdir / ".env"
+    subprocess.run([str(ROOT / "scripts/make-env"), str(env_file)], check=True, capture_output=True, timeout=30)
+    settings = read_settings(env_file)
+    settings.update(DESKTOP_PORT=str(free_port()), AGENT_PORT=str(free_port()), FLEET_PORT=str(free_port()),
+                    ANTHROPIC_API_KEY="sk-ant-image-" + secrets.token_hex(12))
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in settings.items()))
+    api = ScriptedAPI([], host=bridge_address())
+    override = workdir / "scripted-api.yml"
+    override.write_text(json.dumps({"services": {"agent": {
+        "environment": {"ANTHROPIC_BASE_URL": f"http://scripted-api.internal:{api.port}"},
+        "extra_hosts": ["scripted-api.internal:host-gateway"]}}}))
+    running = Stack(f"cubicle-test-{secrets.token_hex(3)}", env_file, override, settings, api)
     try:
-        programs = desktop.container.processes()
-        commands = " ".join(process["command"] for process in programs)
-        for name in ("supervisord", "Xvfb", "openbox", "tint2", "x11vnc", "cubicle serve", "mousepad"):
-            assert name in commands, f"{name} is not running in the container: {programs}"
-        assert [process for process in programs if process["uid"] == 0] == []
-        # The API's shell (the agent's bash tool) is that user too, and has no sudo to leave it.
-        assert client.shell("id -un; command -v sudo || echo no-sudo").output.split() == ["cubicle", "no-sudo"]
+        running.compose("up", "--build", "--detach", "--wait", "--wait-timeout", "300")
+        yield running
     finally:
-        if editor.window is not None:
-            client.close_window(editor.window.id)
-
-
-def test_the_viewer_and_the_docs_are_served_and_the_bridge_reaches_vnc(desktop):
-    for path in ("/view", "/view/novnc/core/rfb.js", "/docs"):
-        response = httpx.get(desktop.url + path, timeout=30)
-        assert response.status_code == 200, (path, response.status_code)
-    # The token in the first message, then x11vnc's greeting comes through the bridge.
-    with connect(desktop.url.replace("http://", "ws://") + "/vnc", open_timeout=10) as socket:
-        socket.send(json.dumps({"token": desktop.token}))
-        assert socket.recv(timeout=10)[:12] == b"RFB 003.008\n"
-
-
-# -- the agent image --------------------------------------------------------------------------
-
-
-def test_the_agent_image_has_no_x(images, workdir):
-    container = Container(images.agent, workdir)
-    try:
-        done = container.run("python3", "-c", "import cubicle.agent.service, anthropic")
-        assert done.returncode == 0, done.stderr
-        missing = container.run("dpkg-query", "-W", "libx11-6", "xvfb")
-        assert missing.returncode != 0 and "no packages found matching libx11-6" in missing.stderr
-    finally:
-        container.remove()
-
-
-def test_the_agent_image_serves_runs_on_the_desktop_image(images, desktop, workdir):
-    """`cubicle agent serve` from the agent image, pointed at the desktop container, carries
-    out a run: the scripted model asks for a screenshot and a shell command, and ends."""
-    seen: dict = {}
-
-    def screenshot_turn(request):
-        return message(tool_use("computer", {"action": "screenshot"}))
-
-    def bash_turn(request):
-        seen["screenshot"] = last_image(request)
-        return message(tool_use("bash", {"command": "id -un"}))
-
-    api = ScriptedAPI([screenshot_turn, bash_turn, lambda request: message(text("Done."))])
-    container = Container(images.agent, workdir)
-    try:
-        port, worker_token = free_port(), "worker-" + uuid.uuid4().hex
-        config = image_config(images.agent)
-        container.start(config["Cmd"] + ["--host", "127.0.0.1", "--port", str(port)], {
-            "CUBICLE_DESKTOP_URL": desktop.url, "CUBICLE_TOKEN": desktop.token,
-            "CUBICLE_WORKER_TOKEN": worker_token, "ANTHROPIC_API_KEY": "sk-ant-image-test",
-            "ANTHROPIC_BASE_URL": api.url,
-        })
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, timeout=60)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{container.output()}") from None
-        assert [p for p in container.processes() if p["uid"] == 0] == []
-        # The console and its live view's noVNC are served from the image.
-        console = httpx.get(url + "/", timeout=10)
-        assert console.status_code == 200 and "cubicle console" in console.text
-        assert httpx.get(url + "/console/novnc/core/rfb.js", timeout=10).status_code == 200
-        assert container.run("test", "-f", "/usr/share/novnc/core/input/keysymdef.js").returncode == 0
-
-        headers = {"Authorization": f"Bearer {worker_token}"}
-        created = httpx.post(url + "/runs", json={"task": "Look at the screen.", "model": MODEL}, headers=headers, timeout=60)
-        assert created.status_code == 201, created.text
-        run_id = created.json()["id"]
-        deadline = time.monotonic() + 60
-        while (shown := httpx.get(f"{url}/runs/{run_id}", headers=headers, timeout=30).json())["active"]:
-            assert time.monotonic() < deadline, shown
-            time.sleep(0.2)
-        assert api.failure is None, api.failure
-        assert shown["status"] == "finished", shown
-        results = [event for event in shown["events"] if event["type"] == "result"]
-        assert [event["is_error"] for event in results] == [False, False], results
-        assert results[0]["image"], "the screenshot step saved no image"
-        assert results[1]["text"].strip() == "cubicle"
-        assert shows_panel(seen["screenshot"]), "the model was not sent the desktop's screen"
-    finally:
-        container.remove()
+        subprocess.run(["docker", "compose", "-p", running.project, "down", "--volumes", "--remove-orphans", "--timeout", "30"],
+                       capture_output=True, timeout=300)
         api.close()
 
 
-def test_the_desktop_stops_when_its_first_process_is_told_to(desktop):
-    """What `docker stop` does: SIGTERM to the entrypoint's process (PID 1 in a container) and
-    nothing else; the desktop and every app must end with it."""
-    programs = desktop.container.processes()
-    first = [p for p in programs if "cubicle desktop" in p["command"]]
-    assert len(first) == 1, programs
-    os.kill(first[0]["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT
-    while (left := desktop.container.processes()) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert left == [], left
+# -- the images -------------------------------------------------------------------------------
+
+
+def test_the_images_run_as_their_users_with_healthchecks(stack):
+    client = docker_client()
+    desktop = client.images.get("cubicle-desktop").attrs["Config"]
+    assert desktop["User"] == "cubicle" and "8000/tcp" in desktop["ExposedPorts"]
+    assert desktop["Healthcheck"]["Test"][0] == "CMD" and "/health" in " ".join(desktop["Healthcheck"]["Test"])
+    agent = client.images.get("cubicle-agent").attrs["Config"]
+    assert agent["User"] == "cubicle" and "8001/tcp" in agent["ExposedPorts"]
+    assert agent["Cmd"][:3] == ["cubicle", "agent", "serve"]
+    assert stack.container("desktop").attrs["State"]["Health"]["Status"] == "healthy"
+
+
+def test_the_agent_image_has_no_x(stack):
+    out = docker_client().containers.run("cubicle-agent", ["sh", "-c", "dpkg-query -W libx11-6 xvfb; python3 -c "
+                                         "'import cubicle.agent.service, cubicle.fleet.service, anthropic, docker, kubernetes'"
+                                         " && echo imports-ok"], remove=True, stderr=True)
+    assert b"no packages found matching libx11-6" in out and b"imports-ok" in out
+
+
+# -- the desktop, as its users see it ---------------------------------------------------------
+
+
+def test_a_screenshot_through_the_api_shows_the_panel(stack):
+    with stack.desktop() as desktop:
+        screen = wait_until(lambda: (s := Image.open(io.BytesIO(desktop.screenshot().data))) and shows_panel(s) and s,
+                            30, "the panel to show")
+    assert screen.size == (1280, 800)
+    assert httpx.get(stack.desktop_url + "/screenshot", timeout=10).status_code == 401
+
+
+def test_apps_open_their_windows_without_first_run_pages(stack):
+    with stack.desktop() as desktop:
+        launched = desktop.launch("xterm", timeout=30)
+        assert launched.window is not None and launched.window.wm_class == "XTerm"
+        desktop.close_window(launched.window.id)
+        writer = desktop.launch(["libreoffice", "--writer"], timeout=90)
+        firefox = desktop.launch("firefox-esr", timeout=90)
+        assert writer.window is not None and firefox.window is not None
+        titles = lambda: [w.title for w in desktop.windows()]  # noqa: E731
+        wait_until(lambda: any("LibreOffice Writer" in t for t in titles()) and "Mozilla Firefox" in titles(), 90,
+                   "Writer and Firefox to show their windows")
+        time.sleep(5)  # the tip of the day and Firefox's welcome page would come now
+        shown = titles()
+        assert "Mozilla Firefox" in shown and not any("Tip of the Day" in t for t in shown), shown
+        for window in desktop.windows():
+            if window.wm_class in ("libreoffice-writer", "firefox-esr"):
+                desktop.close_window(window.id)
+
+
+def test_each_desktop_process_runs_as_the_user_of_its_half(stack):
+    def users(service: str) -> dict[str, set[str]]:
+        # ps runs on the host, which names uids its own way: numbers, then (and Docker needs pid).
+        top = stack.container(service).top(ps_args="-eo pid,uid,args")
+        found: dict[str, set[str]] = {}
+        for user, command in ((p[1], p[2]) for p in top["Processes"]):
+            found.setdefault(user, set()).add(command)
+        return found
+
+    session, server = users("desktop"), users("desktop-server")
+    assert set(session) == {"1000"}, session  # cubicle: Xvfb, openbox, tint2, x11vnc, the runner, the apps
+    session_commands = " ".join(session["1000"])
+    for program in ("supervisord", "Xvfb", "openbox", "tint2", "x11vnc", "cubicle runner"):
+        assert program in session_commands, (program, session_commands)
+    assert "cubicle serve" not in session_commands
+    assert set(server) == {"1001"}, server  # cubicle-server: the API alone, and its supervisord
+    assert "cubicle serve" in " ".join(server["1001"])
+    with stack.desktop() as desktop:
+        assert desktop.shell("id -un; command -v sudo || echo no-sudo").output.split() == ["cubicle", "no-sudo"]
+
+
+SNOOP = r"""
+for f in /var/lib/cubicle/token /var/lib/cubicle-server/token /var/lib/cubicle-server/token.rotated; do
+    echo "== $f"; cat "$f" 2>&1
+done
+echo "== environ"; for p in /proc/[0-9]*; do tr '\0' '\n' < "$p/environ" 2>/dev/null; done | sort -u
+echo "== processes"; ps -eo user=,pid=,args=
+echo "== mem"; for p in /proc/[0-9]*; do head -c 1 "$p/mem" >/dev/null 2>&1 && echo "readable $p"; done
+echo "== supervisord"; /opt/cubicle/bin/python -m supervisor.supervisorctl -s unix:///var/lib/cubicle/supervisord.sock status 2>&1
+echo "== logs"; cat /var/lib/cubicle/*.log 2>&1 | tail -n 200
+echo "== files"; find / -xdev -type f -readable \( -name '*token*' -o -name '*.env' -o -name '*secret*' \) 2>/dev/null | grep -v '^/proc' | head -50
+"""
+
+
+def test_nothing_the_desktop_user_can_read_opens_the_worker_or_holds_a_token(stack):
+    """From inside the desktop as the model's bash acts: the token files, every process's
+    environment and memory, supervisord's socket and the logs give nothing usable."""
+    with stack.desktop() as desktop:
+        seen = desktop.shell(SNOOP, timeout=120).output
+    for name in ("CUBICLE_TOKEN", "CUBICLE_WORKER_TOKEN", "CUBICLE_FLEET_TOKEN", "ANTHROPIC_API_KEY"):
+        assert stack.settings[name] not in seen, f"{name} is readable on the desktop"
+    assert "Permission denied" in seen.split("== /var/lib/cubicle-server/token\n")[1].split("==")[0]
+    assert "cubicle-server" not in seen.split("== processes")[1].split("== mem")[0]  # the server is not even visible
+    # Every token-like string found there, tried against the worker from inside the desktop.
+    candidates = sorted(set(re.findall(r"[A-Za-z0-9_\-]{20,}", seen)))[:300]
+    probe = ("import json, sys, urllib.request as u\n"
+             "codes = []\n"
+             "for t in json.load(sys.stdin):\n"
+             "    r = u.Request('http://agent:8001/runs', headers={'Authorization': 'Bearer ' + t})\n"
+             "    try: codes.append(u.urlopen(r, timeout=5).status)\n"
+             "    except Exception as e: codes.append(getattr(e, 'code', str(type(e).__name__)))\n"
+             "print(json.dumps(codes))\n")
+    with stack.desktop() as desktop:
+        desktop.write_file("/var/lib/cubicle/home/probe.py", probe)
+        desktop.write_file("/var/lib/cubicle/home/candidates.json", json.dumps(candidates))
+        codes = json.loads(desktop.shell("python3 ~/probe.py < ~/candidates.json", timeout=300).output)
+    assert codes and set(codes) == {401}, codes
+    # The worker answers the right token, so the probe could have told the difference.
+    assert stack.worker("GET", "/runs").status_code == 200
+
+
+def test_the_viewer_and_the_docs_are_served_and_the_bridge_reaches_vnc(stack):
+    for path in ("/view", "/view/novnc/core/rfb.js", "/docs"):
+        assert httpx.get(stack.desktop_url + path, timeout=30).status_code == 200, path
+    with connect(stack.desktop_url.replace("http://", "ws://") + "/vnc", open_timeout=10) as socket:
+        socket.send(json.dumps({"token": stack.settings["CUBICLE_TOKEN"]}))
+        assert socket.recv(timeout=10)[:12] == b"RFB 003.008\n"
+
+
+# -- the worker -------------------------------------------------------------------------------
+
+
+def test_the_worker_carries_out_a_run_on_the_desktop_and_the_volumes_outlive_down_and_up(stack):
+    seen: dict = {}
+
+    def bash_turn(request):
+        seen["screenshot"] = last_image(request)
+        return message(tool_use("bash", {"command": "id -un; echo kept > ~/kept.txt"}))
+
+    stack.api.turns[:] = [lambda r: message(tool_use("computer", {"action": "screenshot"})), bash_turn,
+                          lambda r: message(text("Done."))]
+    created = stack.worker("POST", "/runs", json={"task": "Look, then write a file.", "model": MODEL})
+    assert created.status_code == 201, created.text
+    run_id = created.json()["id"]
+    shown = wait_until(lambda: (r := stack.worker("GET", f"/runs/{run_id}").json())["active"] is False and r, 120,
+                       "the run to end")
+    assert stack.api.failure is None, stack.api.failure
+    assert shown["status"] == "finished", shown
+    results = [e for e in shown["events"] if e["type"] == "result"]
+    assert [e["is_error"] for e in results] == [False, False] and results[1]["text"].split()[0] == "cubicle"
+    assert shows_panel(seen["screenshot"]), "the model was not sent the desktop's screen"
+    # The console and its live view's noVNC come from the agent image.
+    assert "cubicle console" in httpx.get(stack.worker_url + "/", timeout=10).text
+    assert httpx.get(stack.worker_url + "/console/novnc/core/rfb.js", timeout=10).status_code == 200
+    # An approval, like every other route, takes the worker's token only.
+    refused = stack.worker("POST", f"/runs/{run_id}/approvals/toolu_x", token=stack.settings["CUBICLE_TOKEN"],
+                           json={"approve": True})
+    assert refused.status_code == 401
+
+    stack.compose("down", "--timeout", "30")  # volumes kept
+    assert all(c.status != "running" for c in docker_client().containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={stack.project}"}))
+    stack.compose("up", "--detach", "--wait", "--wait-timeout", "300")
+    with stack.desktop() as desktop:
+        assert desktop.read_file("/var/lib/cubicle/home/kept.txt").content == "kept\n"
+    assert run_id in [run["id"] for run in stack.worker("GET", "/runs").json()["runs"]]
+
+
+def test_the_worker_refuses_to_start_with_the_desktops_token(stack):
+    try:
+        docker_client().containers.run("cubicle-agent", remove=True, environment={
+            "CUBICLE_TOKEN": "s" * 32, "CUBICLE_WORKER_TOKEN": "s" * 32})
+        raise AssertionError("the worker started with the desktop's token")
+    except docker.errors.ContainerError as refused:
+        assert refused.exit_status == 2 and b"is the desktop's token" in refused.stderr

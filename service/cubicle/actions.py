@@ -7,7 +7,7 @@ as it is. Limits that hold whatever the screen are checked here; what depends on
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Callable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,7 +18,35 @@ MAX_KEY_REPEAT = 100
 MAX_BATCH = 100
 MAX_DRAG_POINTS = 1000
 
-Coordinate = Annotated[tuple[int, int], Field(description="[x, y] from the top-left corner")]
+# -- what the schema says of rules checked in code -------------------------------------------
+# A JSON Schema `pattern` here is only stated, never enforced by pydantic: the check in code
+# keeps its own message (the wording is what a model reads). Whitespace is what Python's
+# str.strip() removes, which is not the \s of a schema's regular expression.
+
+WHITESPACE = r"\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NO_NUL = r"^[^\x00]*$"
+NOT_BLANK_NO_NUL = rf"^[^\x00]*[^\x00{WHITESPACE}][^\x00]*$"
+ABSOLUTE_PATH = r"^/[^\x00]*$"
+TYPABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]*$"  # x11.check_typable's characters
+SchemaRewrite = Callable[[dict[str, Any]], None]
+
+
+def as_plain_array(minimum: int | None = None) -> SchemaRewrite:
+    """A tuple of integers as the plain array it is (`items`, not `prefixItems`, which some
+    clients' generators and validators mishandle), with the bound every screen shares."""
+
+    def rewrite(schema: dict[str, Any]) -> None:
+        schema.pop("prefixItems", None)
+        schema["items"] = {"type": "integer"} if minimum is None else {"type": "integer", "minimum": minimum}
+
+    return rewrite
+
+
+Coordinate = Annotated[tuple[int, int], Field(
+    description="[x, y] from the top-left corner, inside the display (or coordinate_space): 0 <= x < width, "
+    "0 <= y < height; others are refused with 422 coordinates_out_of_bounds",
+    json_schema_extra=as_plain_array(minimum=0),
+)]
 
 
 class _Strict(BaseModel):
@@ -27,7 +55,9 @@ class _Strict(BaseModel):
 
 
 class _Modifiers(_Strict):
-    text: str | None = Field(None, max_length=100, description="modifier combo held during the action, e.g. 'shift' or 'ctrl+shift'")
+    text: str | None = Field(None, max_length=100, description=(
+        "modifier combo held during the action, e.g. 'shift' or 'ctrl+shift': key names the keyboard knows; "
+        "others are refused with 422 unknown_key or invalid_text"))
     key: str | None = Field(None, max_length=100, description="same as text (the reference demo's field name)")
 
     @property
@@ -66,21 +96,28 @@ class Scroll(_Modifiers):
     coordinate: Coordinate | None = None
 
 
+KEY_NAMES = ("key names the keyboard knows (X keysym names such as Return, ctrl, F5, a); "
+             "others are refused with 422 unknown_key")
+
+
 class Key(_Strict):
     action: Literal["key"]
-    text: str = Field(min_length=1, max_length=200, description="xdotool combo(s), e.g. 'ctrl+s' or 'Return'")
+    text: str = Field(min_length=1, max_length=200,
+                      description=f"xdotool combo(s), e.g. 'ctrl+s' or 'Return', separated by spaces: {KEY_NAMES}")
     repeat: int = Field(1, ge=1, le=MAX_KEY_REPEAT)
 
 
 class HoldKey(_Strict):
     action: Literal["hold_key"]
-    text: str = Field(min_length=1, max_length=200)
+    text: str = Field(min_length=1, max_length=200, description=f"one combo, e.g. 'shift' or 'ctrl+alt': {KEY_NAMES}")
     duration: float = Field(gt=0, le=MAX_DURATION_S, description="seconds")
 
 
 class Type(_Strict):
     action: Literal["type"]
-    text: str = Field(min_length=1, max_length=MAX_TYPE_CHARS)
+    text: str = Field(min_length=1, max_length=MAX_TYPE_CHARS, json_schema_extra={"pattern": TYPABLE},
+                      description="the text, typed character by character; control characters other than tab and "
+                      "line ends cannot be typed (422 invalid_text)")
 
 
 class Wait(_Strict):
@@ -98,7 +135,11 @@ class Screenshot(_Strict):
 
 class Zoom(_Strict):
     action: Literal["zoom"]
-    region: tuple[int, int, int, int] = Field(description="[x0, y0, x1, y1], corners of the area to enlarge")
+    region: tuple[int, int, int, int] = Field(
+        description="[x0, y0, x1, y1], corners of the area to enlarge: 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height "
+        "of the display (or coordinate_space), so never of zero size; others are refused with 422 invalid_region",
+        json_schema_extra=as_plain_array(minimum=0),
+    )
 
 
 Action = Annotated[
@@ -134,7 +175,9 @@ class SettleOptions(_Strict):
 class ActionRequest(_Strict):
     """A batch. The body may also be one action object or a bare list of actions."""
 
-    actions: list[Action] = Field(min_length=1, max_length=MAX_BATCH)
+    actions: list[Action] = Field(min_length=1, max_length=MAX_BATCH, description=(
+        "run in order, stopping at the first failure; together the waits, held keys and drags of a batch may keep "
+        f"the desktop busy for at most {MAX_DURATION_S:g} s (else 422 batch_too_long)"))
     coordinate_space: Size | None = Field(
         None,
         description="the size of the (scaled) screenshot the coordinates refer to; screen pixels if omitted",
@@ -173,7 +216,8 @@ class ImageData(BaseModel):
     screen_height: int
     scale_x: float = Field(description="image pixels per screen pixel, horizontally")
     scale_y: float
-    region: tuple[int, int, int, int] | None = Field(None, description="[x0, y0, x1, y1] of a zoom, in screen pixels")
+    region: Annotated[tuple[int, int, int, int], Field(json_schema_extra=as_plain_array())] | None = Field(
+        None, description="[x0, y0, x1, y1] of a zoom, in screen pixels")
     settle_ms: float | None = None
     settled: bool | None = None
     data: str = Field(description="base64")
@@ -220,8 +264,25 @@ class Window(BaseModel):
     minimized: bool
 
 
+def _launch_command(schema: dict[str, Any]) -> None:
+    """Both shapes of a command name a program: a string with a word in it, or a list whose
+    first item is not empty; no NUL anywhere."""
+    for shape in schema.get("anyOf", []):
+        if shape.get("type") == "string":
+            shape["pattern"] = NOT_BLANK_NO_NUL
+        elif shape.get("type") == "array":
+            shape["items"] = {"type": "string", "pattern": NO_NUL}
+            shape["prefixItems"] = [{"type": "string", "minLength": 1, "pattern": NO_NUL}]
+            shape["minItems"] = 1
+
+
 class LaunchRequest(_Strict):
-    command: str | list[str] = Field(description="program and arguments; a string is split like a shell would (no shell runs)")
+    command: str | list[str] = Field(
+        json_schema_extra=_launch_command,
+        description="program and arguments; a string is split like a shell would (no shell runs), so its quotes must "
+        "pair up and its first word must not be empty (else 422 invalid_command); a program that cannot be started "
+        "is refused with 422 launch_failed",
+    )
     wait_for_window: bool = True
     timeout: float = Field(20.0, gt=0, le=120, description="seconds to wait for the new window")
 
@@ -245,6 +306,7 @@ class Health(BaseModel):
     x: bool
     window_manager: bool
     vnc: bool
+    runner: bool = Field(description="the desktop user's runner (shell, files, programs) answers")
 
 
 # -- shell and files ----------------------------------------------------------------------
@@ -261,8 +323,9 @@ MAX_WRITE_CHARS = 2_000_000
 
 class ShellCommand(_Strict):
     command: str = Field(
-        max_length=MAX_SHELL_COMMAND_CHARS,
-        description="bash commands, run in the persistent shell (cd, variables and functions persist); stdin is /dev/null",
+        max_length=MAX_SHELL_COMMAND_CHARS, json_schema_extra={"pattern": NOT_BLANK_NO_NUL},
+        description="bash commands, run in the persistent shell (cd, variables and functions persist); stdin is /dev/null; "
+        "not blank, and without NUL characters",
     )
     timeout: float = Field(
         30.0, gt=0, le=MAX_SHELL_TIMEOUT_S,
@@ -300,7 +363,8 @@ class FileInfo(BaseModel):
 
 
 class WriteFile(_Strict):
-    path: str = Field(max_length=4096, description="absolute path")
+    path: str = Field(max_length=4096, json_schema_extra={"pattern": ABSOLUTE_PATH, "minLength": 1},
+                      description="absolute path (starting with '/', without NUL characters)")
     content: str = Field(max_length=MAX_WRITE_CHARS, description="the whole new text; the request body must stay under 2 MiB")
     create_dirs: bool = Field(False, description="create missing parent folders")
 

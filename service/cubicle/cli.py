@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 HALVES = ("session", "server")  # what `cubicle desktop --only` may run (see cubicle.session)
+DEFAULT_CDP_PORT = 9222
+
+
+def _default_cdp_port() -> int:
+    """$CDP_PORT when set (the desktop image and the tests set it), else Chromium's usual 9222."""
+    try:
+        return int(os.environ.get("CDP_PORT") or DEFAULT_CDP_PORT)
+    except ValueError:
+        return DEFAULT_CDP_PORT
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -31,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     desktop.add_argument("--host", default="127.0.0.1", help="address the server listens on (default 127.0.0.1)")
     desktop.add_argument("--size", type=_size, default=None, help="screen size WxH (default $WIDTH x $HEIGHT or 1280x800)")
     desktop.add_argument("--vnc-port", type=int, default=5900, help="x11vnc port on localhost (default 5900)")
+    desktop.add_argument("--cdp-port", type=int, default=_default_cdp_port(),
+                         help="Chromium's DevTools port on localhost, for the browser toolset (default $CDP_PORT or 9222)")
     desktop.add_argument("--state-dir", default=None, help="where logs and the supervisord socket go (default: a temporary folder)")
     desktop.add_argument("--only", choices=HALVES, default=None,
                          help="run one half: the session (X, apps, VNC, the runner) or the API server; the image "
@@ -41,10 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--vnc-port", type=int, default=5900, help="x11vnc port probed by /health")
+    serve.add_argument("--cdp-port", type=int, default=_default_cdp_port(), help="Chromium's DevTools port that WS /cdp relays to")
 
     runner = commands.add_parser("runner", help="(part of the desktop) run shell commands, files and programs as the desktop user for the server")
     runner.add_argument("--display", default=None, help="X display, e.g. :1 (default $DISPLAY)")
     runner.add_argument("--socket", required=True, help="unix socket to answer on: a path, or @name in the abstract namespace")
+    runner.add_argument("--cdp-port", type=int, default=_default_cdp_port(), help="the DevTools port Chromium is started with")
 
     agent = commands.add_parser("agent", help="the agent worker: Claude operates a desktop")
     agent_commands = agent.add_subparsers(dest="agent_command", required=True)
@@ -58,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--port", type=int, default=8001, help="HTTP port (default 8001)")
     worker.add_argument("--runs-dir", default=None, help="where runs are saved (default $CUBICLE_RUNS_DIR or ./runs)")
     worker.add_argument("--policy", default=None, metavar="FILE", help="a policy file (TOML): actions it holds wait for approval")
+
+    fleet = commands.add_parser("fleet", help="desktops on demand, on the Docker engine or Kubernetes")
+    fleet_commands = fleet.add_subparsers(dest="fleet_command", required=True)
+    from cubicle.fleet.cli import add_arguments as add_fleet_arguments
+
+    add_fleet_arguments(fleet_commands.add_parser("serve", help="the fleet service: create, proxy and reap desktops over HTTP"))
 
     runs = commands.add_parser("runs", help="saved agent runs")
     runs.add_argument("--runs-dir", default=None, help="where runs are saved (default $CUBICLE_RUNS_DIR or ./runs)")
@@ -88,11 +108,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         from cubicle.server.main import serve
 
-        serve(display=args.display, host=args.host, port=args.port, vnc_port=args.vnc_port)
+        serve(display=args.display, host=args.host, port=args.port, vnc_port=args.vnc_port, cdp_port=args.cdp_port)
     elif args.command == "runner":
         from cubicle.server.runner import serve_runner
 
-        serve_runner(args.display, args.socket)
+        serve_runner(args.display, args.socket, args.cdp_port)
     elif args.command == "agent" and args.agent_command == "serve":
         from cubicle.agent.service import serve as serve_worker
 
@@ -105,6 +125,10 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.agent.cli import run_task
 
         sys.exit(run_task(args))
+    elif args.command == "fleet":
+        from cubicle.fleet.service import serve as serve_fleet
+
+        sys.exit(serve_fleet(args))
     elif args.command == "runs":
         from cubicle.agent import runs_cli
 

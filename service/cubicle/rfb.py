@@ -8,10 +8,7 @@ holds when it leaves, and see a person's input (to record it while they have con
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import struct
-from collections.abc import Coroutine
 from typing import Any, Callable
 
 MAX_CUT_TEXT_BYTES = 4 * 1024 * 1024
@@ -226,22 +223,3 @@ def decode_client_message(message: bytes) -> tuple[str, dict[str, Any]]:
     raise RfbProtocolError(f"RFB client message type {kind} is not supported through the bridge")
 
 
-async def first_to_end(pumps: list[Coroutine[Any, Any, tuple[int, str]]], ended: tuple[type[BaseException], ...],
-                       what: str) -> tuple[int, str]:
-    """Run a bridge's two pumps (one per direction) until either ends, cancel the other, and
-    return the close code and reason for the browser: the pump's own, 1000 when a connection
-    just went away (`ended`), 1011 for anything else (logged as a fault of `what`)."""
-    tasks = [asyncio.ensure_future(pump) for pump in pumps]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    error = next(iter(done)).exception()
-    if error is None:
-        return next(iter(done)).result()
-    if isinstance(error, ended):
-        return 1000, "connection ended"
-    logging.getLogger(__name__).warning("%s: %s", what, type(error).__name__)
-    return 1011, "bridge error"

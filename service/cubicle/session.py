@@ -94,6 +94,7 @@ def desktop_environment(
     vnc_port: int,
     state_dir: str,
     only: str | None = None,
+    cdp_port: int = 9222,
 ) -> dict[str, str]:
     """The complete environment to run `supervisord -c <desktop>/supervisord.conf` with.
 
@@ -110,6 +111,7 @@ def desktop_environment(
         CUBICLE_PORT=str(port),
         CUBICLE_HOST=host,
         VNC_PORT=str(vnc_port),
+        CDP_PORT=str(cdp_port),
         CUBICLE_STATE_DIR=str(state),
         CUBICLE_DESKTOP_DIR=str(find_desktop_dir()),
         CUBICLE_PYTHON=sys.executable,
@@ -188,7 +190,8 @@ def run_desktop(args) -> int:
     if len(str(control_socket)) > _UNIX_SOCKET_PATH_MAX:
         print(f"cubicle desktop: state folder path too long for a unix socket: {state_dir}", file=sys.stderr)
         return 2
-    env = desktop_environment(display, size, args.port, args.host, args.vnc_port, str(state_dir), only)
+    env = desktop_environment(display, size, args.port, args.host, args.vnc_port, str(state_dir), only,
+                              cdp_port=getattr(args, "cdp_port", 9222))
     # Made here, not by the server, so it is shown on this terminal and never lands in a log.
     # The server gets it through a file only it reads: in the environment it would reach
     # openbox, the panel and every app started from them (`env` in a terminal would show it).

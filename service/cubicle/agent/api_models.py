@@ -21,7 +21,10 @@ class _Request(BaseModel):
 class NewRun(_Request):
     task: str = Field(min_length=1, max_length=100_000, description="what the agent is to do",
                       json_schema_extra={"pattern": r"\S"})
-    desktop: str | None = Field(None, description="the desktop's URL (default $CUBICLE_DESKTOP_URL)")
+    desktop: str | None = Field(None, description='the desktop\'s URL (default $CUBICLE_DESKTOP_URL), or "new": a '
+                                'desktop of the fleet (CUBICLE_FLEET_URL), taken for this run and deleted at its end')
+    keep_desktop: bool = Field(False, description='with desktop "new": keep the desktop after the run (the fleet\'s '
+                               "TTL still applies)")
     desktop_token: str | None = Field(None, description="the desktop's token (default $CUBICLE_TOKEN); never shown")
     model: str | None = None
     tool_version: Literal[TOOL_VERSIONS] | None = None  # type: ignore[valid-type]

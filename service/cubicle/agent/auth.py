@@ -64,4 +64,7 @@ def worker_token() -> str:
         print(f"cubicle agent serve: no {WORKER_TOKEN_VARIABLE} set, generated one for this run: {token}",
               file=sys.stderr, flush=True)
     check_distinct(token, os.environ.get(DESKTOP_TOKEN_VARIABLE, "").strip())
+    if token == os.environ.get("CUBICLE_FLEET_TOKEN", "").strip():
+        raise SameTokenRefused("the worker's token (CUBICLE_WORKER_TOKEN) is the fleet's token (CUBICLE_FLEET_TOKEN): "
+                               "give each its own.")
     return token

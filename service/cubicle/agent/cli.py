@@ -17,7 +17,10 @@ from .models import TOOL_VERSIONS, UnknownModel
 def add_arguments(parser) -> None:
     parser.add_argument("task", help="what the agent should do, in plain words")
     parser.add_argument("--desktop", default=os.environ.get("CUBICLE_DESKTOP_URL", "http://127.0.0.1:8000"),
-                        help="the desktop's URL (default $CUBICLE_DESKTOP_URL or http://127.0.0.1:8000); its token is $CUBICLE_TOKEN")
+                        help="the desktop's URL (default $CUBICLE_DESKTOP_URL or http://127.0.0.1:8000; its token is "
+                        "$CUBICLE_TOKEN), or 'new': a desktop of the fleet ($CUBICLE_FLEET_URL, $CUBICLE_FLEET_TOKEN), "
+                        "deleted when the run ends")
+    parser.add_argument("--keep-desktop", action="store_true", help="with --desktop new: keep the desktop afterwards")
     parser.add_argument("--model", default=os.environ.get("CUBICLE_MODEL", "claude-sonnet-5"),
                         help="Claude model id (default $CUBICLE_MODEL or claude-sonnet-5)")
     parser.add_argument("--tool-version", choices=TOOL_VERSIONS, default=None,
@@ -182,20 +185,39 @@ def run_task(args) -> int:
     # Imported here: building the `cubicle` parser must not need the agent extra (anthropic).
     from cubicle.client import DesktopClient
 
+    from cubicle.web import ApiError
+
+    from .fleet_desktops import NEW, FleetDesktops
     from .loop import Agent, Budgets
     from .runs import RunStore
 
     policy = _load_policy(args)
     store = RunStore(args.runs_dir)
     progress = Progress()
-    with DesktopClient(args.desktop, timeout=120) as desktop:
+    url, token, fleet, claimed = args.desktop, None, None, None
+    if args.desktop == NEW:
+        fleet = FleetDesktops.from_environment()
         try:
-            agent = Agent(desktop, args.model, store, desktop_url=args.desktop, tool_version=args.tool_version,
-                          budgets=Budgets(args.max_steps, args.max_tokens, args.max_cost), on_event=progress,
-                          policy=policy, control=TerminalControl() if policy else None)
-        except UnknownModel as error:
-            print(f"cubicle agent: {error}", file=sys.stderr)
+            claimed = fleet.claim(labels={"cubicle.worker": "agent-run"})
+        except ApiError as error:
+            print(f"cubicle agent: {error.message}", file=sys.stderr)
             return 2
-        run = agent.run(args.task)
+        url, token = claimed.urls.api, claimed.token
+        RunStore.add_secret(token)
+        print(f"cubicle agent: desktop {claimed.id} of the fleet, live at {claimed.urls.view}#token=<its token>",
+              file=sys.stderr)
+    try:
+        with DesktopClient(url, token, timeout=120) as desktop:
+            try:
+                agent = Agent(desktop, args.model, store, desktop_url=url, tool_version=args.tool_version,
+                              budgets=Budgets(args.max_steps, args.max_tokens, args.max_cost), on_event=progress,
+                              policy=policy, control=TerminalControl() if policy else None)
+            except UnknownModel as error:
+                print(f"cubicle agent: {error}", file=sys.stderr)
+                return 2
+            run = agent.run(args.task)
+    finally:
+        if claimed is not None and fleet is not None and not args.keep_desktop:
+            fleet.release(claimed.id)
     print(f"run {run.id} saved in {run.folder}  (cubicle runs show {run.id} --replay)")
     return 0 if run.meta["status"] == "finished" else 1

@@ -24,7 +24,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from cubicle.rfb import RfbClientParser, RfbProtocolError, first_to_end
+from cubicle.rfb import RfbClientParser, RfbProtocolError
+from cubicle.web.relay import first_to_end
 from cubicle.web import closes
 
 from .takeover import HumanInputRecorder

@@ -29,6 +29,7 @@ from .loop import Agent, Budgets
 from .models import UnknownModel, profile_for
 from .policy import Policy
 from .runs import Run, RunNotFound, RunStore, parse_time, redact
+from .fleet_desktops import NEW, FleetDesktops
 from .human_log import HumanLog
 
 log = logging.getLogger("cubicle.worker")
@@ -82,6 +83,7 @@ class ActiveRun:
     desktop: str
     client: DesktopClient
     desktop_token: str = field(default="", repr=False)
+    fleet_desktop: str | None = None  # the fleet desktop taken for this run, deleted at its end
     thread: threading.Thread | None = field(default=None, repr=False)
     human_log: HumanLog | None = field(default=None, repr=False)
 
@@ -132,8 +134,9 @@ class RunManager:
     """The runs this worker carries out, one thread each, and the folder of all runs."""
 
     def __init__(self, store: RunStore, anthropic_factory: Callable[[], anthropic.Anthropic], policy: Policy | None,
-                 default_desktop: str, default_model: str, worker_token: str):
+                 default_desktop: str, default_model: str, worker_token: str, fleet: FleetDesktops | None = None):
         self.store = store
+        self.fleet = fleet or FleetDesktops.from_environment()
         self.worker_token = worker_token
         self.anthropic_factory = anthropic_factory
         self.policy = policy
@@ -150,12 +153,14 @@ class RunManager:
         """Check the request, take the first screenshot and create the run (blocking), then
         carry it out in a thread of its own."""
         task = request.task.strip()
-        url = _desktop_url(request.desktop or self.default_desktop)
         model = (request.model or self.default_model).strip()
         try:
             profile_for(model, request.tool_version)
         except UnknownModel as error:
             raise ApiError(422, "unknown_model", str(error)) from None
+        if request.desktop == NEW:
+            return self._start_on_a_new_desktop(request, task, model)
+        url = _desktop_url(request.desktop or self.default_desktop)
         # The worker's own desktop token goes only to its default desktop, never to a URL a
         # caller names: that would hand the token to whoever listens there.
         if request.desktop_token is not None:
@@ -169,13 +174,34 @@ class RunManager:
         else:
             raise ApiError(422, "invalid_request",
                               f"desktop_token is needed for {url}: the worker's own token is only sent to its default desktop.")
-        RunStore.add_secret(token)
+        return self._start_on(url, token, task, model, request)
+
+    def _start_on_a_new_desktop(self, request: NewRun, task: str, model: str) -> ActiveRun:
+        if request.desktop_token is not None:
+            raise ApiError(422, "invalid_request", 'desktop_token goes with a desktop URL: a desktop "new" comes with '
+                           "a token of its own.")
+        api = self._check_model_api()  # before a desktop is taken for nothing
+        claimed = self.fleet.claim(labels={"cubicle.worker": "run"})
+        RunStore.add_secret(claimed.token)
+        try:
+            return self._start_on(_desktop_url(claimed.urls.api), claimed.token or "", task, model, request,
+                                  fleet_desktop=claimed.id, api=api)
+        except BaseException:
+            self.fleet.release(claimed.id)
+            raise
+
+    def _check_model_api(self) -> anthropic.Anthropic:
         api = self.anthropic_factory()
         RunStore.add_secret(getattr(api, "api_key", None))
         RunStore.add_secret(getattr(api, "auth_token", None))
         if not (getattr(api, "api_key", None) or getattr(api, "auth_token", None)):
             raise ApiError(503, "model_api_unconfigured", "The worker has no Anthropic API key: start it with ANTHROPIC_API_KEY set.")
+        return api
 
+    def _start_on(self, url: str, token: str, task: str, model: str, request: NewRun,
+                  fleet_desktop: str | None = None, api: anthropic.Anthropic | None = None) -> ActiveRun:
+        RunStore.add_secret(token)
+        api = api or self._check_model_api()
         self._reserve(url)
         client = DesktopClient(url, token or "", timeout=httpx.Timeout(120.0, connect=10.0))
         try:
@@ -193,7 +219,10 @@ class RunManager:
                 if url in self._desktops and self._desktops[url] is None:
                     del self._desktops[url]
             raise
-        active = ActiveRun(run, agent, control, hub, url, client, desktop_token=token or "")
+        if fleet_desktop is not None:
+            run.update(fleet_desktop=fleet_desktop, keep_desktop=request.keep_desktop)
+        active = ActiveRun(run, agent, control, hub, url, client, desktop_token=token or "",
+                           fleet_desktop=None if request.keep_desktop else fleet_desktop)
         active.human_log = HumanLog(run, agent, control, hub.publish)
         active.thread = threading.Thread(target=self._execute, args=(active,), name=f"run-{run.id}", daemon=True)
         with self._lock:
@@ -222,6 +251,8 @@ class RunManager:
             if active.human_log is not None:
                 active.human_log.close()
             active.client.close()
+            if active.fleet_desktop is not None:
+                self.fleet.release(active.fleet_desktop)
             with self._lock:
                 self._active.pop(active.run.id, None)
                 if self._desktops.get(active.desktop) is active:

@@ -84,7 +84,8 @@ class _ThreadRefused(Exception):
 
 
 class ScriptedAPI:
-    def __init__(self, turns: list[Turn]):
+    def __init__(self, turns: list[Turn], host: str = "127.0.0.1"):
+        """Listens on `host` (a port of its own): 127.0.0.1, or an address containers reach."""
         self.turns = list(turns)
         self.requests: list[dict[str, Any]] = []  # whole conversations, threads resolved
         self.wire: list[dict[str, Any]] = []  # the bodies as sent
@@ -136,8 +137,9 @@ class ScriptedAPI:
                 self.wfile.write(data)
 
         self.failure: Exception | None = None
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://{host}:{self.port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def _whole_request(self, wire: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from cubicle.web.openapi import install as install_openapi
 from . import live_routes, routes
 from .auth import DESKTOP_TOKEN_VARIABLE, PUBLIC_PATHS, SameTokenRefused, access_rules, check_distinct, worker_token
 from .console import install_console
+from .fleet_desktops import FleetDesktops
 from .policy import Policy, PolicyError
 from .run_manager import RunManager
 from .runs import RunStore, redact
@@ -44,10 +45,12 @@ def create_worker_app(
     policy: Policy | None = None,
     default_desktop: str | None = None,
     default_model: str | None = None,
+    fleet: FleetDesktops | None = None,
 ) -> FastAPI:
     """The worker's API. `anthropic_factory` makes each run's Messages API client (default:
     `anthropic.Anthropic(max_retries=2)`, which reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL);
-    `policy` holds actions of every run for approval. Refuses a token equal to the desktop's."""
+    `policy` holds actions of every run for approval; `fleet` gives runs their `desktop: "new"`
+    (default: CUBICLE_FLEET_URL and CUBICLE_FLEET_TOKEN). Refuses a token equal to the desktop's."""
     check_distinct(token, os.environ.get(DESKTOP_TOKEN_VARIABLE, "").strip())
     RunStore.add_secret(token)
     manager = RunManager(
@@ -57,6 +60,7 @@ def create_worker_app(
         default_desktop or os.environ.get("CUBICLE_DESKTOP_URL") or DEFAULT_DESKTOP,
         default_model or os.environ.get("CUBICLE_MODEL") or DEFAULT_MODEL,
         worker_token=token,
+        fleet=fleet,
     )
 
     @asynccontextmanager

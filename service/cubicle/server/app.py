@@ -8,11 +8,12 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cubicle import __version__, x11
-from cubicle.web import AccessRules, BodyLimit, TokenAuth, single_token
-from cubicle.web.auth import FIRST_MESSAGE_ONLY
+from cubicle.web import AccessRules, BodyLimit, TokenAuth
+from cubicle.web.auth import FIRST_MESSAGE_ONLY, Credential, WebSocketWays
 from cubicle.web.openapi import install as install_openapi
 
-from . import errors, host_routes
+from . import errors, host_routes, token_routes
+from .cdp_bridge import CDP_PATH, install_cdp_bridge
 from .desktop_user import DesktopUser, LocalUser, RunnerUser
 from .docs import install_docs
 from .openapi import amend_schema
@@ -25,25 +26,30 @@ RUNNER_SOCKET_VARIABLE = "CUBICLE_RUNNER_SOCKET"
 
 # The docs and viewer pages and their script files hold no data; the schema and the screen
 # they load need the token. /vnc takes its token in the first message only: browsers cannot
-# set headers on a WebSocket, and the first message carries the viewer's mode as well.
+# set headers on a WebSocket, and the first message carries the viewer's mode as well. /cdp
+# takes the header (Playwright's connect_over_cdp sends one) or a first message (a client that
+# cannot set headers, or the fleet's proxy); CDP has no subprotocol to select.
 ACCESS = AccessRules(
     unauthorized_message=("Missing or wrong token. Send the header 'Authorization: Bearer <token>' "
                           "(the token is CUBICLE_TOKEN, or the one the server printed at start)."),
     public_paths=frozenset({"/health", "/docs", "/view"}),
-    public_prefixes=("/docs/static/", "/view/novnc/"),
-    websockets={VNC_PATH: FIRST_MESSAGE_ONLY},
+    public_prefixes=("/docs/static/", "/view/novnc/", "/view/static/"),
+    websockets={VNC_PATH: FIRST_MESSAGE_ONLY, CDP_PATH: WebSocketWays(header=True, subprotocol=False, first_message=True)},
 )
 
 
-def desktop_user(display: str) -> DesktopUser:
+def desktop_user(display: str, cdp_port: int = 9222) -> DesktopUser:
     """The runner of the desktop user when one is configured, else this process itself."""
     socket_spec = os.environ.get(RUNNER_SOCKET_VARIABLE, "").strip()
-    return RunnerUser(socket_spec) if socket_spec else LocalUser(display)
+    return RunnerUser(socket_spec) if socket_spec else LocalUser(display, cdp_port)
 
 
-def create_app(token: str, display: str, vnc_port: int = 5900, user: DesktopUser | None = None) -> FastAPI:
+def create_app(token: str | Credential, display: str, vnc_port: int = 5900, user: DesktopUser | None = None,
+               cdp_port: int = 9222) -> FastAPI:
+    """`token`: the token itself, or a Credential (its digest, replaceable through PUT /token)."""
+    credential = token if isinstance(token, Credential) else Credential.from_text(token)
     service = DesktopService(x11.X11Desktop(display))
-    user = user or desktop_user(display)
+    user = user or desktop_user(display, cdp_port)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -63,14 +69,17 @@ def create_app(token: str, display: str, vnc_port: int = 5900, user: DesktopUser
     app.state.service = service
     app.state.user = user
     app.state.vnc_port = vnc_port
+    app.state.credential = credential
     app.include_router(router)
     app.include_router(host_routes.router)
+    app.include_router(token_routes.router)
     errors.install(app)
     install_openapi(app, ACCESS.public_paths, amend_schema)
     install_docs(app)
     install_viewer(app)
     install_vnc_bridge(app)
+    install_cdp_bridge(app)
     # Outermost first: oversized bodies are refused before auth reads anything else.
-    app.add_middleware(TokenAuth, check=single_token(token), rules=ACCESS)
+    app.add_middleware(TokenAuth, check=credential.check, rules=ACCESS)
     app.add_middleware(BodyLimit)
     return app

@@ -19,6 +19,7 @@ from cubicle import actions as a
 from cubicle.web.errors import ApiError
 from cubicle.x11.apps import Launcher
 
+from .chromium import DesktopChromium
 from .files import FileAccess, FileContent
 from .shell import ShellSession
 
@@ -38,16 +39,19 @@ class DesktopUser(Protocol):
     async def read_file(self, path: str) -> a.FileInfo: ...
     async def write_file(self, request: a.WriteFile) -> a.FileWritten: ...
     async def launch(self, argv: list[str]) -> int: ...
+    async def ensure_browser(self) -> str: ...
+    async def alive(self) -> bool: ...
     async def close(self) -> None: ...
 
 
 class LocalUser:
     """The desktop user's shell, files and programs in this very process."""
 
-    def __init__(self, display: str):
+    def __init__(self, display: str, cdp_port: int = 9222):
         self.shell = ShellSession(display)
         self.files = FileAccess.from_environment()
         self.launcher = Launcher(display, app_log_path())
+        self.chromium = DesktopChromium(self.launcher, cdp_port)
 
     async def run_shell(self, command: str, timeout: float) -> a.ShellResult:
         return a.ShellResult(**vars(await self.shell.run(command, timeout)))
@@ -70,6 +74,13 @@ class LocalUser:
 
     async def launch(self, argv: list[str]) -> int:
         return await asyncio.to_thread(self.launcher.launch, argv)
+
+    async def ensure_browser(self) -> str:
+        """Chromium on the display, started if it is not running; its DevTools WebSocket URL."""
+        return await self.chromium.ensure()
+
+    async def alive(self) -> bool:
+        return True
 
     async def close(self) -> None:
         self.shell.close()  # no shell outlives the server
@@ -119,6 +130,15 @@ class RunnerUser:
 
     async def launch(self, argv: list[str]) -> int:
         return int((await self._call("POST", "/launch", json={"argv": argv}))["pid"])
+
+    async def ensure_browser(self) -> str:
+        return str((await self._call("POST", "/browser", timeout=60.0))["websocket"])
+
+    async def alive(self) -> bool:
+        try:
+            return (await self._http.get("/health", timeout=1.0)).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -47,7 +47,8 @@ async def shell_restart(user: DesktopUser = Depends(get_user)) -> a.ShellRestart
     summary="A text file's content, or a directory's entries",
 )
 async def read_file(
-    path: str = Query(description="absolute path of a file or directory", max_length=4096),
+    path: str = Query(description="absolute path of a file or directory (starting with '/', without NUL characters)",
+                      max_length=4096, json_schema_extra={"pattern": a.ABSOLUTE_PATH, "minLength": 1}),
     user: DesktopUser = Depends(get_user),
 ) -> a.FileInfo:
     return await user.read_file(path)

@@ -11,6 +11,7 @@ import uvicorn
 
 from .app import create_app
 from cubicle.web import new_token
+from cubicle.web.auth import DIGEST_PREFIX, Credential, digest_of
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
 
@@ -37,27 +38,65 @@ def _close_memory_to_others() -> None:
         pass  # not Linux
 
 
-def _read_token() -> str:
-    """CUBICLE_TOKEN, else the file CUBICLE_TOKEN_FILE names. Taken out of the environment
-    afterwards, so the apps, shells and clipboard helpers this server starts never see it."""
-    token = os.environ.pop("CUBICLE_TOKEN", "").strip()
+def _read_credential() -> Credential | None:
+    """CUBICLE_TOKEN (the token, or 'sha256:<its digest>'), else the file CUBICLE_TOKEN_FILE
+    names. Taken out of the environment afterwards, so the apps, shells and clipboard helpers
+    this server starts never see it.
+
+    A token replaced through PUT /token is kept beside that file (`<file>.rotated`: the new
+    digest and the digest it replaced), so it outlives a restart of the server or of its
+    container, but not a change of the configured token."""
+    given = os.environ.pop("CUBICLE_TOKEN", "").strip()
     path = os.environ.get("CUBICLE_TOKEN_FILE")
-    if not token and path:
+    if not given and path and os.path.exists(path):
         with open(path, encoding="utf-8") as handle:
-            token = handle.read().strip()
-    return token
+            given = handle.read().strip()
+    if not given:
+        return None
+    configured = Credential.from_text(given)
+    plain = None if given.startswith(DIGEST_PREFIX) else given  # given as a token, not its digest
+    if not path:
+        return Credential(configured.digest, None, operator_digest(), token=plain)
+    rotated_path = path + ".rotated"
+
+    def store(digest: str) -> None:
+        _write_private(rotated_path, f"{digest}\n{configured.digest}\n")
+
+    try:
+        with open(rotated_path, encoding="utf-8") as handle:
+            new, base = (handle.read().split() + ["", ""])[:2]
+    except OSError:
+        new, base = "", ""
+    if new and base == configured.digest:
+        return Credential(new, store, operator_digest())  # rotated: only its digest is known
+    return Credential(configured.digest, store, operator_digest(), token=plain)
 
 
-def serve(display: str | None, host: str, port: int, vnc_port: int) -> None:
+def operator_digest() -> str | None:
+    """CUBICLE_OPERATOR_TOKEN: the digest ('sha256:<hex>') of the fleet's way into this desktop."""
+    given = os.environ.pop("CUBICLE_OPERATOR_TOKEN", "").strip()
+    return digest_of(given) if given else None
+
+
+def _write_private(path: str, text: str) -> None:
+    temporary = f"{path}.new"
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
+
+
+def serve(display: str | None, host: str, port: int, vnc_port: int, cdp_port: int = 9222) -> None:
     _keep_freed_memory()
     _close_memory_to_others()
     display = display or os.environ.get("DISPLAY") or ":0"
-    token = _read_token()
-    if not token:
+    credential = _read_credential()
+    if credential is None:
         token = new_token()
         # Printed once, to the console of whoever started the server; never logged per request.
         print(f"cubicle: no CUBICLE_TOKEN set, generated one for this run: {token}", file=sys.stderr, flush=True)
-    app = create_app(token=token, display=display, vnc_port=vnc_port)
+        credential = Credential.from_text(token)
+    app = create_app(token=credential, display=display, vnc_port=vnc_port, cdp_port=cdp_port)
     print(f"cubicle: serving display {display} on http://{host}:{port}", file=sys.stderr, flush=True)
     # Access logs off: URLs carry no secrets here, but there is no reason to keep them either.
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -8,7 +8,7 @@ import shlex
 import time
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from cubicle import actions as a
@@ -25,11 +25,16 @@ from .service import DesktopService
 router = APIRouter(dependencies=[Depends(only_known_query), Depends(exact_json_types)])
 
 
-def get_service(request: Request) -> DesktopService:
+async def get_service(request: Request) -> DesktopService:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a hop that
+    # cost every request here a few hundred microseconds.
     return request.app.state.service
 
 
 _INTEGER = re.compile(r"-?[0-9]+")  # int() alone would also take '1_0' or other scripts' digits
+# What _parse_region takes, for the schema (negative numbers parse, but never fit the screen).
+_SPACE = f"[{a.WHITESPACE}]*"
+REGION_PATTERN = f"^{_SPACE}[0-9]+{_SPACE}(,{_SPACE}[0-9]+{_SPACE}){{3}}$"
 
 
 def _parse_region(text: str, screen: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -37,7 +42,7 @@ def _parse_region(text: str, screen: tuple[int, int]) -> tuple[int, int, int, in
     parts = text.split(",")
     if len(parts) != 4 or not all(_INTEGER.fullmatch(part.strip()) for part in parts):
         raise ApiError(422, "invalid_region", f"region must be four integers x0,y0,x1,y1, not {text!r}.")
-    x0, y0, x1, y1 = (int(part) for part in parts)
+    x0, y0, x1, y1 = (int(part.strip()) for part in parts)  # int() alone strips less ('\x1e' stays)
     return Planner(screen, None).region((x0, y0, x1, y1))
 
 
@@ -48,9 +53,10 @@ def _parse_region(text: str, screen: tuple[int, int]) -> tuple[int, int, int, in
 async def health(request: Request) -> JSONResponse:
     display_name = request.app.state.service.desktop.display_name
     vnc_port = request.app.state.vnc_port
-    x_state, vnc = await asyncio.gather(asyncio.to_thread(x11.probe, display_name), _vnc_up(vnc_port))
-    ok = x_state["x"] and x_state["window_manager"] and vnc
-    body = a.Health(status="ok" if ok else "degraded", vnc=vnc, **x_state)
+    user: DesktopUser = request.app.state.user
+    x_state, vnc, runner = await asyncio.gather(asyncio.to_thread(x11.probe, display_name), _vnc_up(vnc_port), user.alive())
+    ok = x_state["x"] and x_state["window_manager"] and vnc and runner
+    body = a.Health(status="ok" if ok else "degraded", vnc=vnc, runner=runner, **x_state)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
@@ -91,7 +97,9 @@ async def screenshot(
     max_width: int | None = Query(None, ge=16, le=16384),
     max_height: int | None = Query(None, ge=16, le=16384),
     scale: float | None = Query(None, gt=0, le=1),
-    region: str | None = Query(None, description="x0,y0,x1,y1 in screen pixels: capture this area at full resolution and enlarge it"),
+    region: str | None = Query(None, json_schema_extra={"pattern": REGION_PATTERN}, description=(
+        "x0,y0,x1,y1 in screen pixels: capture this area at full resolution and enlarge it; 0 <= x0 < x1 <= width "
+        "and 0 <= y0 < y1 <= height of the screen (else 422 invalid_region)")),
     cursor: bool = False,
     settle: bool = Query(False, description="wait until the screen has been still for quiet_ms first"),
     quiet_ms: int = Query(150, ge=10, le=5000),
@@ -129,6 +137,8 @@ async def cursor(service: DesktopService = Depends(get_service)) -> a.Point:
 
 
 _WINDOW_ID = re.compile(r"(0[xX][0-9a-fA-F]+|[0-9]+)")
+WINDOW_ID = Path(json_schema_extra={"pattern": f"^{_WINDOW_ID.pattern}$"},
+                 description="decimal or 0x hex, as GET /windows lists it (an id no window has: 404 window_not_found)")
 
 
 def _window_id(text: str) -> int:
@@ -145,14 +155,14 @@ async def windows(service: DesktopService = Depends(get_service)) -> list[a.Wind
 
 
 @router.post("/windows/{window_id}/activate", response_model=a.WindowActionResponse, tags=["windows"], responses=error_responses(404, 422, 503))
-async def activate(window_id: str, service: DesktopService = Depends(get_service)) -> a.WindowActionResponse:
+async def activate(window_id: str = WINDOW_ID, service: DesktopService = Depends(get_service)) -> a.WindowActionResponse:
     number = _window_id(window_id)
     done = await service.on_x_thread(service.desktop.activate, number)
     return a.WindowActionResponse(id=number, done=done)
 
 
 @router.post("/windows/{window_id}/close", response_model=a.WindowActionResponse, tags=["windows"], responses=error_responses(404, 422, 503))
-async def close(window_id: str, service: DesktopService = Depends(get_service)) -> a.WindowActionResponse:
+async def close(window_id: str = WINDOW_ID, service: DesktopService = Depends(get_service)) -> a.WindowActionResponse:
     number = _window_id(window_id)
     done = await service.on_x_thread(service.desktop.close_window, number)
     return a.WindowActionResponse(id=number, done=done)
@@ -169,22 +179,41 @@ async def launch(body: a.LaunchRequest, service: DesktopService = Depends(get_se
         raise ApiError(422, "invalid_command", "The command is empty; give a program name such as 'mousepad'.")
     if any("\0" in part for part in argv):
         raise ApiError(422, "invalid_command", "The command contains a NUL character, which no program can take; remove it.")
-    desktop = service.desktop
-    before = set(await service.on_x_thread(desktop.window_ids))
+    before = set(await service.on_x_thread(service.desktop.window_ids))
     pid = await user.launch(argv)
-    window = None
-    deadline = time.monotonic() + body.timeout
-    while body.wait_for_window and time.monotonic() < deadline:
-        current = await service.on_x_thread(desktop.windows)
+    window = await _launched_window(service, before, pid, body.timeout) if body.wait_for_window else None
+    return a.LaunchResponse(pid=pid, window=a.Window(**vars(window)) if window else None)
+
+
+LAUNCH_POLL_S = 0.1
+# LibreOffice maps its document window first and names it a moment later.
+UNTITLED_GRACE_S = 1.0
+
+
+async def _launched_window(service: DesktopService, before: set[int], pid: int, timeout: float) -> x11.WindowInfo | None:
+    """The window a launched program opened for its user. Not a splash screen (soffice shows
+    one first, then closes it), a main window before a dialog, and one still there a poll
+    after it appeared, with its title if it gets one within UNTITLED_GRACE_S."""
+    deadline = time.monotonic() + timeout
+    candidate, since = None, 0.0
+    while True:
+        current = await service.on_x_thread(service.desktop.windows_with_roles)
         # Our pid first. X reuses window ids of clients that just left, so a new window may
         # carry an id from `before`; launchers that fork (firefox, soffice) show other pids.
-        window = next((w for w in current if w.pid == pid), None) or next(
-            (w for w in reversed(current) if w.id not in before), None
+        # Topmost first within each rank (the sort is stable).
+        ranked = sorted(
+            ((w, role) for w, role in reversed(current) if (w.pid == pid or w.id not in before) and role in ("main", "dialog")),
+            key=lambda item: (item[0].pid != pid, item[1] != "main"),
         )
-        if window:
-            break
-        await asyncio.sleep(0.1)
-    return a.LaunchResponse(pid=pid, window=a.Window(**vars(window)) if window else None)
+        found = ranked[0][0] if ranked else None
+        now = time.monotonic()
+        if found is None or candidate is None or found.id != candidate.id:
+            candidate, since = found, now
+        elif found.title or now - since >= UNTITLED_GRACE_S:
+            return found
+        if now >= deadline:
+            return found
+        await asyncio.sleep(LAUNCH_POLL_S)
 
 
 @router.get("/clipboard", response_model=a.ClipboardText, tags=["clipboard"], responses=error_responses(503))

@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,11 @@ class LaunchArgv(BaseModel):
 launch_router = APIRouter()
 
 
+@launch_router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
 @launch_router.post("/launch")
 async def launch(body: LaunchArgv, user: DesktopUser = Depends(host_routes.get_user)) -> dict[str, int]:
     if not body.argv[0] or any("\0" in part for part in body.argv):
@@ -42,8 +48,14 @@ async def launch(body: LaunchArgv, user: DesktopUser = Depends(host_routes.get_u
     return {"pid": await user.launch(body.argv)}
 
 
-def create_runner_app(display: str) -> FastAPI:
-    user = LocalUser(display)
+@launch_router.post("/browser")
+async def browser(user: Annotated[DesktopUser, Depends(host_routes.get_user)]) -> dict[str, str]:
+    """Chromium running on the display (started if need be): where its DevTools answer."""
+    return {"websocket": await user.ensure_browser()}
+
+
+def create_runner_app(display: str, cdp_port: int = 9222) -> FastAPI:
+    user = LocalUser(display, cdp_port)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
@@ -74,10 +86,10 @@ def listening_socket(spec: str) -> socket.socket:
     return sock
 
 
-def serve_runner(display: str | None, socket_spec: str) -> None:
+def serve_runner(display: str | None, socket_spec: str, cdp_port: int = 9222) -> None:
     import uvicorn
 
     display = display or os.environ.get("DISPLAY") or ":0"
     sock = listening_socket(socket_spec)
     print(f"cubicle runner: display {display}, socket {socket_spec}", file=sys.stderr, flush=True)
-    uvicorn.run(create_runner_app(display), fd=sock.fileno(), log_level="warning", access_log=False)
+    uvicorn.run(create_runner_app(display, cdp_port), fd=sock.fileno(), log_level="warning", access_log=False)

@@ -28,7 +28,8 @@ from typing import Any
 from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from cubicle.rfb import InputCallback, RfbClientParser, RfbProtocolError, first_to_end
+from cubicle.rfb import InputCallback, RfbClientParser, RfbProtocolError
+from cubicle.web.relay import first_to_end
 from cubicle.web import closes
 
 VNC_PATH = "/vnc"

@@ -33,6 +33,7 @@ from . import closes
 from .asgi import ASGIApp, Message, Receive, Scope, Send, header, send_json_error
 
 FIRST_MESSAGE_TIMEOUT_S = 10.0
+DIGEST_PREFIX = "sha256:"
 BEARER_PROTOCOL = "bearer."
 FIRST_MESSAGE_REASON = 'missing or wrong token: send {"token": "..."} as the first message'
 
@@ -53,6 +54,12 @@ def bearer_token(authorization: str) -> str | None:
     return authorization[7:].strip() if authorization.startswith("Bearer ") else None
 
 
+def digest_of(text: str) -> str:
+    """'sha256:<hex>' as the digest it names; anything else is a token, hashed."""
+    text = text.strip()
+    return text[len(DIGEST_PREFIX):] if text.startswith(DIGEST_PREFIX) else token_digest(text)
+
+
 def derived_secret(token: str, purpose: str) -> str:
     """A value derived from the token for one purpose (a cookie): good for that, not the token."""
     return hmac.new(token.encode(), purpose.encode(), hashlib.sha256).hexdigest()
@@ -61,6 +68,44 @@ def derived_secret(token: str, purpose: str) -> str:
 def token_digest(token: str) -> str:
     """What may be stored in place of a token: its SHA-256, to check a token against later."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Credential:
+    """A service's token, held as its SHA-256 only (what a container's settings or a file
+    may show is then no credential), and replaceable while the service runs: a desktop taken
+    from a warm pool gets its user's token, and a token can be rotated. `store` is called
+    with each new digest, to keep it across restarts."""
+
+    def __init__(self, digest: str, store: Callable[[str], None] | None = None, operator_digest: str | None = None,
+                 token: str | None = None):
+        self.digest = digest
+        self._store = store
+        # Where the token itself was given (not its digest), it is compared as it is.
+        self._token = token
+        # A second token that always opens the service and is never replaced: the fleet's own
+        # way into the desktops it runs (derived from the fleet's token, so it is kept nowhere).
+        self.operator_digest = operator_digest
+
+    @classmethod
+    def from_text(cls, text: str, store: Callable[[str], None] | None = None) -> "Credential":
+        """'sha256:<hex>' is a digest; anything else is the token itself."""
+        text = text.strip()
+        return cls(digest_of(text), store, token=None if text.startswith(DIGEST_PREFIX) else text)
+
+    def check(self, scope: Scope, given: str | None) -> bool:
+        if not isinstance(given, str) or not given:
+            return False
+        digest = token_digest(given)
+        # Both compared, whatever the first says: the time taken tells nothing either way.
+        user = token_matches(self._token, given) if self._token else token_matches(self.digest, digest)
+        operator = self.operator_digest is not None and token_matches(self.operator_digest, digest)
+        return user or operator
+
+    def replace(self, digest: str) -> None:
+        if self._store is not None:
+            self._store(digest)  # first: a restart must not bring back the old token
+        self.digest = digest
+        self._token = None
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,10 @@ ERROR_DESCRIPTIONS = {
     413: "The body is too large (body_too_large).",
     415: "The body is not sent as 'Content-Type: application/json' (unsupported_media_type).",
     422: "The request is invalid; the message names the field and what to send instead.",
+    429: "A quota is reached (quota_exceeded); the message says which and what to do.",
     502: "A server this one relies on failed or refused; the message names it.",
     503: "Not available right now (display_unavailable while X restarts ...): retry in a few seconds.",
+    504: "Something this server waited for did not happen in time; the message says what.",
     507: "No space left on the device (no_space).",
 }
 
