@@ -820,3 +820,60 @@ def test_read_page_on_a_big_page_is_capped_and_timed(browser, site, own_desktop)
     assert timing["refs_listed"] > 500 and timing["read_page"]["median_ms"] > 0
     assert element_page(10).startswith("data:text/html")
     print(f"read_page on 1,000 elements: median {timing['read_page']['median_ms']:.1f} ms")
+
+
+def test_the_worker_runs_with_the_browser_and_its_policy_keeps_denied_urls_unloaded(own_desktop, site, tmp_path):
+    """POST /runs {"browser": true}: the worker offers the browser toolset beside the computer;
+    the policy file's [urls] deny list is the browser's URL rules, and its hold on a member
+    is the SDK's confirm hook, answered by a human's decision."""
+    import anthropic
+    import httpx
+
+    from cubicle.agent.policy import Policy
+    from cubicle.agent.runs import RunStore
+    from cubicle.agent.service import create_worker_app
+    from support import Serving, wait_until
+
+    page = site.url + "/"
+    turns = [
+        lambda r: message(tool_use("navigate", {"url": page}, toolset="browser")),
+        lambda r: message(tool_use("navigate", {"url": f"{site.url}/denied/secret"}, toolset="browser")),
+        lambda r: message(tool_use("javascript_exec", {"text": "document.title"}, toolset="browser")),
+        lambda r: message(text("Done.")),
+    ]
+    api = ScriptedAPI(turns)
+    policy = Policy.from_text(f'[[hold]]\ntool = "browser"\nactions = ["javascript_exec"]\nreason = "scripts"\n'
+                              f'[urls]\ndeny = ["{site.url}/denied/"]\n')
+    worker_token = "worker-browser-" + "w" * 20
+    app = create_worker_app(worker_token, RunStore(tmp_path / "runs"), policy=policy,
+                            anthropic_factory=lambda: anthropic.Anthropic(api_key="sk-ant-b-" + "k" * 20,
+                                                                          base_url=api.url, max_retries=0))
+    serving = Serving(app)
+    url, headers = f"http://127.0.0.1:{serving.port}", {"Authorization": f"Bearer {worker_token}"}
+    try:
+        created = httpx.post(url + "/runs", headers=headers, timeout=120, json={
+            "task": "Look at the site.", "model": "claude-opus-5", "browser": True,
+            "desktop": own_desktop.url, "desktop_token": own_desktop.token})
+        assert created.status_code == 201, created.text
+        run_id = created.json()["id"]
+        held = wait_until(lambda: (r := httpx.get(f"{url}/runs/{run_id}", headers=headers, timeout=30).json())["pending"]
+                          and r, 120, "the script to wait for approval")
+        (pending,) = held["pending"]
+        assert pending["tool"] == "browser" and pending["name"] == "javascript_exec" and pending["reason"] == "scripts"
+        denied = httpx.post(f"{url}/runs/{run_id}/approvals/{pending['approval_id']}", headers=headers,
+                            json={"approve": False, "note": "no scripts"}, timeout=30)
+        assert denied.status_code == 200
+        shown = wait_until(lambda: (r := httpx.get(f"{url}/runs/{run_id}", headers=headers, timeout=30).json())["active"]
+                           is False and r, 120, "the run to end")
+        assert shown["status"] == "finished", shown
+        tools = api.requests[0]["tools"]
+        assert {t["type"] for t in tools} >= {"computer_toolset_20260801", "browser_toolset_20260801"}
+        results = [e for e in shown["events"] if e["type"] == "result"]
+        assert [r["is_error"] for r in results] == [False, True, True]
+        assert "not allowed here" in results[1]["text"] and "A human denied this action (scripts): no scripts" in results[2]["text"]
+        assert site.saw("/") and not any(path.startswith("/denied") for path in site.paths())
+        actions = [(e["tool"], e["name"]) for e in shown["events"] if e["type"] == "action"]
+        assert actions == [("browser", "navigate")] * 2 + [("browser", "javascript_exec")]
+    finally:
+        serving.stop()
+        api.close()

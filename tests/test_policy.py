@@ -18,20 +18,35 @@ def policy(text: str) -> Policy:
 
 def test_the_example_policy_loads():
     example = Policy.from_text(EXAMPLE_POLICY)
-    assert len(example.rules) == 3
+    assert len(example.rules) == 4 and example.has_url_rules
     assert example.needs_window_title
 
 
 def test_load_reads_a_file_and_names_it_in_errors(tmp_path):
     good = tmp_path / "policy.toml"
     good.write_text(EXAMPLE_POLICY, encoding="utf-8")
-    assert len(Policy.load(good).rules) == 3
+    assert len(Policy.load(good).rules) == 4
     bad = tmp_path / "bad.toml"
     bad.write_text('[[hold]]\ntool = "bash"\ncommand = "("\n', encoding="utf-8")
     with pytest.raises(PolicyError, match=r"^.*bad\.toml: rule 1: command is not a valid regular expression"):
         Policy.load(bad)
     with pytest.raises(PolicyError, match=r"missing\.toml: cannot read the policy file"):
         Policy.load(tmp_path / "missing.toml")
+
+
+def test_browser_rules_hold_members_by_name_url_and_text_and_urls_are_read():
+    rules = policy('[[hold]]\ntool = "browser"\nactions = ["navigate"]\nurl = "bank"\n'
+                   '[[hold]]\ntool = "browser"\ntext = "password"\n'
+                   '[urls]\nallow = ["example.com"]\ndeny = ["https://example.com/admin/"]\n')
+    assert rules.check("browser", "navigate", {"url": "https://mybank.example/"}) is not None
+    assert rules.check("browser", "navigate", {"url": "https://example.com/"}) is None
+    assert rules.check("browser", "type", {"text": "my password is"}) is not None
+    assert rules.check("computer", "type", {"text": "my password is"}) is None  # a browser rule
+    assert rules.allow_urls == ("example.com",) and rules.deny_urls == ("https://example.com/admin/",)
+    # Only a rule without patterns puts every call of a member before a human.
+    assert not rules.always_holds("browser", "navigate") and not rules.always_holds("browser", "type")
+    assert policy('[[hold]]\ntool = "browser"\nactions = ["javascript_exec"]\n').always_holds("browser", "javascript_exec")
+    assert policy('[[hold]]\ntool = "*"\n').always_holds("browser", "file_upload")
 
 
 def test_an_empty_policy_holds_nothing():
@@ -48,16 +63,21 @@ def test_needs_window_title_only_when_a_rule_uses_it():
 
 @pytest.mark.parametrize("text,message", [
     ("[[hold]\n", r"^not valid TOML: "),
-    ('mode = "strict"\n', r"^unknown top-level key 'mode': a policy holds only \[\[hold\]\] rules$"),
+    ('mode = "strict"\n', r"^unknown top-level key 'mode': a policy holds \[\[hold\]\] rules and one \[urls\] table$"),
+    ('urls = 3\n', r"^'urls' must be a table"),
+    ('[urls]\nallowed = []\n', r"^urls: unknown key 'allowed'; it takes allow and deny$"),
+    ('[urls]\ndeny = "example.com"\n', r"^urls: deny must be a list of hosts or URL prefixes"),
     ('[hold]\ntool = "bash"\n', r"^'hold' must be a list of rules: write each rule as \[\[hold\]\], not \[hold\]$"),
     ('hold = ["bash"]\n', r"^rule 1: must be a table of fields, written \[\[hold\]\]$"),
     ('[[hold]]\ntool = "bash"\n[[hold]]\ntool = "bash"\ncomand = "x"\n',
      r"^rule 2: unknown key 'comand' \(did you mean 'command'\?\)$"),
     ('[[hold]]\ntool = "bash"\nzzz = 1\n', r"^rule 1: unknown key 'zzz'; known keys: tool, actions, command, "),
-    ('[[hold]]\ncommand = "sudo"\n', r"^rule 1: tool is required \(one of 'computer', 'bash', "),
+    ('[[hold]]\ncommand = "sudo"\n', r"^rule 1: tool is required \(one of 'computer', 'browser', 'bash', "),
     ('[[hold]]\ntool = 3\n', r"^rule 1: tool must be a string, not an integer$"),
-    ('[[hold]]\ntool = "browser"\n', r"^rule 1: unknown tool 'browser'; use one of 'computer', 'bash', "
-                                     r"'str_replace_based_edit_tool', '\*'$"),
+    ('[[hold]]\ntool = "terminal"\n', r"^rule 1: unknown tool 'terminal'; use one of 'computer', 'browser', 'bash', "
+                                      r"'str_replace_based_edit_tool', '\*'$"),
+    ('[[hold]]\ntool = "browser"\nactions = ["teleport"]\n', r"^rule 1: unknown action 'teleport' for 'browser'"),
+    ('[[hold]]\ntool = "bash"\nurl = "x"\n', r"^rule 1: url applies only to the 'browser' tool, not to 'bash'$"),
     ('[[hold]]\ntool = "bash"\n[[hold]]\ntool = "computer"\nwindow_title = "(?i)bank|("\n',
      r"^rule 2: window_title is not a valid regular expression: missing \), unterminated subpattern"),
     ('[[hold]]\ntool = "bash"\ncommand = "["\n', r"^rule 1: command is not a valid regular expression: "),
@@ -77,7 +97,7 @@ def test_needs_window_title_only_when_a_rule_uses_it():
     ('[[hold]]\ntool = "bash"\nactions = ["run"]\n', r"^rule 1: actions does not apply to the 'bash' tool"),
     ('[[hold]]\ntool = "computer"\ncommand = "sudo"\n',
      r"^rule 1: command applies only to the 'bash' tool, not to 'computer'$"),
-    ('[[hold]]\ntool = "bash"\ntext = "x"\n', r"^rule 1: text applies only to the 'computer' tool, not to 'bash'$"),
+    ('[[hold]]\ntool = "bash"\ntext = "x"\n', r"^rule 1: text applies only to the 'computer' or 'browser' tool, not to 'bash'$"),
     ('[[hold]]\ntool = "computer"\npath = "^/etc"\n',
      r"^rule 1: path applies only to the 'str_replace_based_edit_tool' tool, not to 'computer'$"),
     ('[[hold]]\ntool = "bash"\nreason = 5\n', r"^rule 1: reason must be a string, not an integer$"),

@@ -137,6 +137,18 @@ class DesktopClient:
     def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0, **httpx_options: Any):
         self._http = httpx.Client(base_url=base_url, headers=_headers(token), timeout=timeout, **httpx_options)
 
+    @property
+    def base_url(self) -> str:
+        """The desktop's address, as given (for the fleet: .../desktops/{id})."""
+        return str(self._http.base_url).rstrip("/")
+
+    @property
+    def token(self) -> str | None:
+        """The token this client sends (for a driver that opens another connection to the
+        same desktop, such as the browser's CDP)."""
+        authorization = self._http.headers.get("authorization", "")
+        return authorization[7:] if authorization.startswith("Bearer ") else None
+
     def __enter__(self) -> "DesktopClient":
         return self
 
@@ -202,6 +214,10 @@ class DesktopClient:
     def get_clipboard(self) -> str:
         return self._send(_Call("GET", "/clipboard")).json()["text"]
 
+    def apps(self) -> list[dict[str, Any]]:
+        """The desktop's programs: command, description, installed."""
+        return self._send(_Call("GET", "/apps")).json()["apps"]
+
     def set_clipboard(self, text: str) -> None:
         self._send(_Call("PUT", "/clipboard", json={"text": text}))
 
@@ -227,6 +243,18 @@ class AsyncDesktopClient:
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0, **httpx_options: Any):
         self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(token), timeout=timeout, **httpx_options)
+
+    @property
+    def base_url(self) -> str:
+        """The desktop's address, as given (for the fleet: .../desktops/{id})."""
+        return str(self._http.base_url).rstrip("/")
+
+    @property
+    def token(self) -> str | None:
+        """The token this client sends (for a driver that opens another connection to the
+        same desktop, such as the browser's CDP)."""
+        authorization = self._http.headers.get("authorization", "")
+        return authorization[7:] if authorization.startswith("Bearer ") else None
 
     async def __aenter__(self) -> "AsyncDesktopClient":
         return self

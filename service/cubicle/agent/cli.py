@@ -21,6 +21,8 @@ def add_arguments(parser) -> None:
                         "$CUBICLE_TOKEN), or 'new': a desktop of the fleet ($CUBICLE_FLEET_URL, $CUBICLE_FLEET_TOKEN), "
                         "deleted when the run ends")
     parser.add_argument("--keep-desktop", action="store_true", help="with --desktop new: keep the desktop afterwards")
+    parser.add_argument("--browser", action="store_true",
+                        help="also give the model the browser toolset, on the desktop's Chromium (toolset models)")
     parser.add_argument("--model", default=os.environ.get("CUBICLE_MODEL", "claude-sonnet-5"),
                         help="Claude model id (default $CUBICLE_MODEL or claude-sonnet-5)")
     parser.add_argument("--tool-version", choices=TOOL_VERSIONS, default=None,
@@ -211,7 +213,7 @@ def run_task(args) -> int:
             try:
                 agent = Agent(desktop, args.model, store, desktop_url=url, tool_version=args.tool_version,
                               budgets=Budgets(args.max_steps, args.max_tokens, args.max_cost), on_event=progress,
-                              policy=policy, control=TerminalControl() if policy else None)
+                              policy=policy, control=TerminalControl() if policy else None, browser=args.browser)
             except UnknownModel as error:
                 print(f"cubicle agent: {error}", file=sys.stderr)
                 return 2

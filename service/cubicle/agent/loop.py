@@ -15,18 +15,18 @@ from typing import Any, Callable
 
 import anthropic
 import httpx
+from anthropic import NOT_GIVEN
+from anthropic.tools import ToolError
 from PIL import Image
 
-from anthropic.tools import ToolError
-
-from cubicle.anthropic import CubicleComputer
+from cubicle.anthropic import CubicleBrowser, CubicleComputer, URLRules
 from cubicle.client import CubicleError, DesktopClient
 
 from .computer import ComputerTool
 from .control import RunControl, Stopped
 from .conversation import Conversation
 from .host_tools import BashTool, EditorTool
-from .models import ModelProfile, profile_for
+from .models import ModelProfile, UnknownModel, profile_for
 from .policy import Policy
 from .prompt import system_prompt
 from .runs import IMAGES_DIR, Run, RunStore
@@ -59,6 +59,11 @@ class Budgets:
     max_wait_s: float = 900.0  # total time waiting out overloads before giving up
 
 
+def browser_refusal(model: str, tool_version: str) -> str:
+    return (f"the browser toolset needs a model that takes the toolsets (the 5-series, Opus 4.8), not {model} "
+            f"with {tool_version}")
+
+
 def handed_back_text(actions: list[str]) -> str:
     did = ("What they did, in order:\n" + "\n".join(f"- {a}" for a in actions)) if actions else "They did not act on the desktop."
     return (f"A human took control of the desktop and has now handed it back to you. {did}\n"
@@ -89,6 +94,7 @@ class Agent:
         sleep: Callable[[float], None] | None = None,
         control: RunControl | None = None,
         policy: Policy | None = None,
+        browser: bool = False,
     ):
         self.desktop = desktop
         self.desktop_url = desktop_url
@@ -104,6 +110,10 @@ class Agent:
         self.bash = BashTool(desktop)
         self.editor = EditorTool(desktop)
         self.policy = policy
+        if browser and self.profile.tool_version != TOOLSET_VERSION:
+            raise UnknownModel(browser_refusal(model, self.profile.tool_version))
+        self.browser: CubicleBrowser | None = None
+        self.wants_browser = browser
         self._answered: dict[str, ToolOutcome] = {}  # this turn's tool_use id -> its outcome
         self._turn: tuple[Run, int] | None = None  # the run and step whose tools are running (for confirm)
 
@@ -143,8 +153,8 @@ class Agent:
         run.claim()
         self._log(run, "run_started", task=task, model=self.profile.model, tool_version=self.profile.tool_version,
                   desktop=self.desktop_url, screen={"width": screen.width, "height": screen.height},
-                  image={"width": size[0], "height": size[1]})
-        self.conversation = Conversation(system_prompt((screen.width, screen.height), size), self.tools.definitions())
+                  image={"width": size[0], "height": size[1]}, browser=self.wants_browser)
+        self.conversation = Conversation(self._system_prompt((screen.width, screen.height), size), self.tools.definitions())
         self.last_image = self._save_image(run, 0, first, 0)
         self.conversation.add_user([{"type": "text", "text": task}] + [b for b in first.content() if b["type"] == "image"])
         return run
@@ -171,9 +181,10 @@ class Agent:
                              f"{recorded.get('width')}x{recorded.get('height')}: the model's coordinates would be wrong")
         image = started.get("image") or {}
         size = (image.get("width") or screen.width, image.get("height") or screen.height)
+        self.wants_browser = bool(started.get("browser"))  # the tools the run had, again
         self._offer_tools(size)
         self.screen_size = (screen.width, screen.height)
-        self.conversation = Conversation(system_prompt((screen.width, screen.height), size), self.tools.definitions())
+        self.conversation = Conversation(self._system_prompt((screen.width, screen.height), size), self.tools.definitions())
         task = started.get("task") or run.meta.get("task", "")
         left_open = rebuild_conversation(self.conversation, run, events, task, first_image)
         now = self.screenshot()
@@ -197,7 +208,32 @@ class Agent:
                 self.desktop, confirm=self._confirm, image_size=size, image_format=self.image_format)
         else:
             self.computer = ComputerTool(self.desktop, self.profile.tool_version, size, self.image_format)
-        self.tools = ToolCollection([self.computer, self.bash, self.editor])
+        entries: list[Any] = [self.computer, self.bash, self.editor]
+        if self.wants_browser:
+            if self.browser is None:
+                rules = URLRules(self.policy.allow_urls, self.policy.deny_urls) if self.policy and self.policy.has_url_rules else None
+                self.browser = CubicleBrowser(self.desktop, confirm=self._confirm, configs=self._browser_members(),
+                                              url_policy=rules if rules is not None else NOT_GIVEN)
+            entries.insert(1, self.browser)
+        self.tools = ToolCollection(entries)
+
+    def _browser_members(self) -> dict[str, dict[str, bool]]:
+        """The browser members the SDK leaves off: the page's console and network are only
+        read; a script run in the page or a file sent from the desktop is offered only when
+        the policy puts every such call before a human."""
+        configs = {member: {"enabled": True} for member in ("read_console", "read_network")}
+        for member in ("javascript_exec", "file_upload"):
+            if self.policy is not None and self.policy.always_holds("browser", member):
+                configs[member] = {"enabled": True}
+        return configs
+
+    def _system_prompt(self, screen: tuple[int, int], size: tuple[int, int]) -> str:
+        """What the desktop has (an older desktop without GET /apps: the usual set)."""
+        try:
+            apps = [app["description"] for app in self.desktop.apps() if app["installed"]]
+        except (CubicleError, httpx.HTTPError, KeyError, TypeError):
+            apps = None
+        return system_prompt(screen, size, apps=apps, browser=self.browser is not None)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -260,6 +296,8 @@ class Agent:
             raise
         finally:
             run.release()
+            if self.browser is not None:
+                self.browser.close()  # Playwright's connection; the desktop's Chromium stays for the viewer
         return run
 
     def _finish(self, run: Run, status: str, reason: str) -> None:
@@ -482,10 +520,10 @@ class Agent:
 
     @staticmethod
     def _tool_and_name(block: dict[str, Any]) -> tuple[str, str | None]:
-        """('computer', 'left_click'), ('bash', None), ('str_replace_based_edit_tool', 'view')."""
+        """('computer', 'left_click'), ('browser', 'navigate'), ('bash', None), ('str_replace_based_edit_tool', 'view')."""
         tool_input = block.get("input") or {}
-        if block.get("toolset_name") == "computer":
-            return "computer", block["name"]
+        if block.get("toolset_name"):
+            return block["toolset_name"], block["name"]
         if block.get("name") == "computer":
             return "computer", tool_input.get("action")
         return block.get("name"), tool_input.get("command") if block.get("name") != "bash" else None

@@ -28,9 +28,9 @@ PRICES = {
     ("haiku", None): (1.0, 5.0),
 }
 
-_MODEL_ID = re.compile(
-    r"claude-(?P<family>[a-z]+)(?:-(?P<major>\d+)(?:-(?P<minor>\d{1,2}))?)?(?:-(?:\d{8}|preview))?$"
-)
+# ASCII digits only (\d would take other scripts' digits too), as the worker's schema says.
+MODEL_ID = r"claude-(?P<family>[a-z]+)(?:-(?P<major>[0-9]+)(?:-(?P<minor>[0-9]{1,2}))?)?(?:-(?:[0-9]{8}|preview))?"
+_MODEL_ID = re.compile(MODEL_ID)
 # A family we have no price for is estimated at the most expensive current price.
 _FALLBACK_PRICE = PRICES[("opus", "new")]
 
@@ -68,7 +68,7 @@ class ModelProfile:
 
 def profile_for(model: str, tool_version: str | None = None) -> ModelProfile:
     """The profile of a model id; `tool_version` overrides the computer tool's version."""
-    match = _MODEL_ID.match(model.strip())
+    match = _MODEL_ID.fullmatch(model.strip())
     if not match:
         raise UnknownModel(
             f"Cannot tell the family and version of model {model!r}; expected an id like "

@@ -2,7 +2,8 @@
 
 A policy file is a list of ``[[hold]]`` tables. Each one names a tool and, optionally, the
 actions it covers and regular expressions that must all match (``re.search``) for the rule to
-apply. An action is held when any rule applies to it. See ``EXAMPLE_POLICY`` for a commented
+apply. An action is held when any rule applies to it. A ``[urls]`` table (``allow``, ``deny``)
+says which addresses the browser may load at all. See ``EXAMPLE_POLICY`` for a commented
 file. Every pattern is compiled when the file is loaded, so a mistake in the file is reported
 at start-up, naming the rule and the field, and never half-way through a run.
 
@@ -19,10 +20,11 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 COMPUTER = "computer"
+BROWSER = "browser"
 BASH = "bash"
 EDITOR = "str_replace_based_edit_tool"
 ANY_TOOL = "*"
-TOOLS = (COMPUTER, BASH, EDITOR, ANY_TOOL)
+TOOLS = (COMPUTER, BROWSER, BASH, EDITOR, ANY_TOOL)
 
 # Every action of the computer tool versions and of the toolset's members.
 COMPUTER_ACTIONS = frozenset({
@@ -31,17 +33,26 @@ COMPUTER_ACTIONS = frozenset({
     "wait", "screenshot", "cursor_position", "zoom",
 })
 EDITOR_COMMANDS = frozenset({"view", "create", "str_replace", "insert", "undo_edit"})
+# The browser toolset's members.
+BROWSER_ACTIONS = frozenset({
+    "navigate", "list_tabs", "new_tab", "switch_tab", "close_tab", "read_page", "get_page_text", "read_console",
+    "read_network", "find", "form_input", "file_upload", "scroll_to", "screenshot", "zoom", "left_click",
+    "right_click", "middle_click", "double_click", "triple_click", "hover", "left_click_drag", "left_mouse_down",
+    "left_mouse_up", "mouse_move", "scroll", "type", "key", "hold_key", "wait", "javascript_exec",
+})
 
 # Which input field a pattern reads, and for which tool: a pattern never applies to another
 # tool's input (the editor's "command" is a command name, not a shell command).
-_PATTERN_FIELDS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "command": (BASH, ("command",)),
-    # Modifiers held during a click may also come as "key" (the desktop accepts both).
-    "text": (COMPUTER, ("text", "key")),
-    "path": (EDITOR, ("path",)),
+_PATTERN_FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "command": ((BASH,), ("command",)),
+    # Modifiers held during a click may also come as "key" (the desktop accepts both); the
+    # browser's typed text, keys and scripts are its "text" too.
+    "text": ((COMPUTER, BROWSER), ("text", "key")),
+    "path": ((EDITOR,), ("path",)),
+    "url": ((BROWSER,), ("url",)),
 }
-_KEYS = ("tool", "actions", "command", "text", "path", "window_title", "reason")
-_TOOL_WORDS = {COMPUTER: "computer", BASH: "bash", EDITOR: "text editor", ANY_TOOL: "any tool"}
+_KEYS = ("tool", "actions", "command", "text", "path", "url", "window_title", "reason")
+_TOOL_WORDS = {COMPUTER: "computer", BROWSER: "browser", BASH: "bash", EDITOR: "text editor", ANY_TOOL: "any tool"}
 
 
 class PolicyError(ValueError):
@@ -83,8 +94,8 @@ class Rule:
 
 
 def _field_value(field: str, tool: str, tool_input: Mapping[str, Any]) -> str | None:
-    owner, keys = _PATTERN_FIELDS[field]
-    if tool != owner:
+    owners, keys = _PATTERN_FIELDS[field]
+    if tool not in owners:
         return None
     for key in keys:
         value = tool_input.get(key)
@@ -97,7 +108,7 @@ def _action_name(tool: str, name: str | None, tool_input: Mapping[str, Any]) -> 
     """The action (computer) or command (editor): ``name`` when given, else the input's field."""
     if name is not None:
         return name
-    key = {COMPUTER: "action", EDITOR: "command"}.get(tool)
+    key = {COMPUTER: "action", EDITOR: "command"}.get(tool)  # the browser's members are always named
     value = tool_input.get(key) if key else None
     return value if isinstance(value, str) else None
 
@@ -105,8 +116,11 @@ def _action_name(tool: str, name: str | None, tool_input: Mapping[str, Any]) -> 
 class Policy:
     """The rules of a policy file. ``Policy.empty()`` holds nothing."""
 
-    def __init__(self, rules: Iterable[Rule] = ()):
+    def __init__(self, rules: Iterable[Rule] = (), allow_urls: Iterable[str] = (), deny_urls: Iterable[str] = ()):
         self.rules: tuple[Rule, ...] = tuple(rules)
+        # Which addresses the browser may load (see cubicle.anthropic.URLRules for the entries).
+        self.allow_urls: tuple[str, ...] = tuple(allow_urls)
+        self.deny_urls: tuple[str, ...] = tuple(deny_urls)
 
     @classmethod
     def empty(cls) -> Policy:
@@ -129,11 +143,22 @@ class Policy:
     def from_text(cls, text: str, source: str | None = None) -> Policy:
         """Parse a policy; ``source`` (a file name) prefixes error messages."""
         try:
-            return cls(_parse(text))
+            rules, allow, deny = _parse(text)
+            return cls(rules, allow, deny)
         except PolicyError as error:
             if source is None:
                 raise
             raise PolicyError(f"{source}: {error}") from None
+
+    def always_holds(self, tool: str, name: str) -> bool:
+        """Whether every call of this action waits for a human (a rule covering it with no
+        pattern that could let some calls through)."""
+        return any(rule.tool in (tool, ANY_TOOL) and (rule.actions is None or name in rule.actions)
+                   and not rule.patterns and rule.window_title is None for rule in self.rules)
+
+    @property
+    def has_url_rules(self) -> bool:
+        return bool(self.allow_urls or self.deny_urls)
 
     @property
     def needs_window_title(self) -> bool:
@@ -168,18 +193,34 @@ class Policy:
 # -- parsing ------------------------------------------------------------------------------
 
 
-def _parse(text: str) -> list[Rule]:
+def _parse(text: str) -> tuple[list[Rule], list[str], list[str]]:
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise PolicyError(f"not valid TOML: {error}") from None
     for key in document:
-        if key != "hold":
-            raise PolicyError(f"unknown top-level key {key!r}: a policy holds only [[hold]] rules")
+        if key not in ("hold", "urls"):
+            raise PolicyError(f"unknown top-level key {key!r}: a policy holds [[hold]] rules and one [urls] table")
     tables = document.get("hold", [])
     if not isinstance(tables, list):
         raise PolicyError("'hold' must be a list of rules: write each rule as [[hold]], not [hold]")
-    return [_parse_rule(number, table) for number, table in enumerate(tables, 1)]
+    allow, deny = _parse_urls(document.get("urls", {}))
+    return [_parse_rule(number, table) for number, table in enumerate(tables, 1)], allow, deny
+
+
+def _parse_urls(table: Any) -> tuple[list[str], list[str]]:
+    if not isinstance(table, dict):
+        raise PolicyError("'urls' must be a table: write [urls] with allow = [...] and deny = [...]")
+    for key in table:
+        if key not in ("allow", "deny"):
+            raise PolicyError(f"urls: unknown key {key!r}; it takes allow and deny")
+    lists = []
+    for key in ("allow", "deny"):
+        entries = table.get(key, [])
+        if not isinstance(entries, list) or not all(isinstance(e, str) and e.strip() for e in entries):
+            raise PolicyError(f'urls: {key} must be a list of hosts or URL prefixes, e.g. ["example.com", "https://docs.example.com/"]')
+        lists.append(list(entries))
+    return lists[0], lists[1]
 
 
 def _parse_rule(number: int, table: Any) -> Rule:
@@ -201,11 +242,12 @@ def _parse_rule(number: int, table: Any) -> Rule:
 
     actions = _parse_actions(where, tool, table.get("actions"))
     patterns = []
-    for field, (owner, _) in _PATTERN_FIELDS.items():
+    for field, (owners, _) in _PATTERN_FIELDS.items():
         if field not in table:
             continue
-        if tool not in (owner, ANY_TOOL):
-            raise PolicyError(f"{where}: {field} applies only to the {owner!r} tool, not to {tool!r}")
+        if tool not in (*owners, ANY_TOOL):
+            which = " or ".join(map(repr, owners))
+            raise PolicyError(f"{where}: {field} applies only to the {which} tool, not to {tool!r}")
         patterns.append((field, _compile(where, field, table[field])))
     window_title = _compile(where, "window_title", table["window_title"]) if "window_title" in table else None
 
@@ -228,7 +270,8 @@ def _parse_actions(where: str, tool: str, actions: Any) -> frozenset[str] | None
         raise PolicyError(f"{where}: actions must be a list of strings, e.g. [\"type\", \"key\"]")
     if not actions:
         raise PolicyError(f"{where}: actions must not be empty (leave it out to cover every action)")
-    known = {COMPUTER: COMPUTER_ACTIONS, EDITOR: EDITOR_COMMANDS}.get(tool, COMPUTER_ACTIONS | EDITOR_COMMANDS)
+    known = {COMPUTER: COMPUTER_ACTIONS, BROWSER: BROWSER_ACTIONS, EDITOR: EDITOR_COMMANDS}.get(
+        tool, COMPUTER_ACTIONS | BROWSER_ACTIONS | EDITOR_COMMANDS)
     for action in actions:
         if action not in known:
             close = difflib.get_close_matches(action, known, n=1)
@@ -258,7 +301,7 @@ def _describe(number: int, tool: str, actions: frozenset[str] | None, table: Map
     if actions is not None:
         subject += " " + " or ".join(sorted(actions))
     conditions = [f"{field.replace('_', ' ')} matching {table[field]!r}"
-                  for field in ("command", "text", "path", "window_title") if field in table]
+                  for field in ("command", "text", "path", "url", "window_title") if field in table]
     if conditions:
         subject += " with " + " and ".join(conditions)
     return f"rule {number}: {subject}"
@@ -266,12 +309,16 @@ def _describe(number: int, tool: str, actions: frozenset[str] | None, table: Map
 
 EXAMPLE_POLICY = r"""# A policy holds a model's actions for a human's approval before they run.
 # Each [[hold]] table is one rule:
-#   tool          required: "computer", "bash", "str_replace_based_edit_tool" or "*" (any tool)
-#   actions       optional: the computer actions (left_click, type, key...) or the editor
-#                 commands (view, create, str_replace, insert) the rule covers; all if left out
+#   tool          required: "computer", "browser", "bash", "str_replace_based_edit_tool" or "*"
+#                 (any tool)
+#   actions       optional: the computer actions (left_click, type, key...), the browser's
+#                 members (navigate, form_input, javascript_exec...) or the editor commands
+#                 (view, create, str_replace, insert) the rule covers; all if left out
 #   command       optional regular expression on a bash command
-#   text          optional regular expression on a computer action's text (typed text, key combos)
+#   text          optional regular expression on a computer or browser action's text (typed
+#                 text, key combos, a script)
 #   path          optional regular expression on the editor's path
+#   url           optional regular expression on the browser's navigate url
 #   window_title  optional regular expression on the focused window's title (a rule with it
 #                 never matches when the title is not known)
 #   reason        optional: what the human is shown; a description of the rule if left out
@@ -298,4 +345,18 @@ reason = "typing into a payment page"
 [[hold]]
 tool = "str_replace_based_edit_tool"
 path = '^/etc/'
+
+# Any script the browser would run in a page
+[[hold]]
+tool = "browser"
+actions = ["javascript_exec"]
+reason = "running a script in a web page"
+
+# Where the browser may go at all: hosts ("example.com", "*.example.com", "127.0.0.1:8000") or
+# URL prefixes ("https://docs.example.com/guide/"). A deny entry always wins; with an allow
+# list, nothing else loads. Checked on every navigation, link, redirect and request, not only
+# when the model navigates.
+[urls]
+allow = []
+deny = ["*.internal", "169.254.169.254"]
 """

@@ -25,7 +25,7 @@ from cubicle.web import token_matches
 
 from .api_models import NewRun
 from .control import RunControl
-from .loop import Agent, Budgets
+from .loop import TOOLSET_VERSION, Agent, Budgets, browser_refusal
 from .models import UnknownModel, profile_for
 from .policy import Policy
 from .runs import Run, RunNotFound, RunStore, parse_time, redact
@@ -155,9 +155,11 @@ class RunManager:
         task = request.task.strip()
         model = (request.model or self.default_model).strip()
         try:
-            profile_for(model, request.tool_version)
+            profile = profile_for(model, request.tool_version)
         except UnknownModel as error:
             raise ApiError(422, "unknown_model", str(error)) from None
+        if request.browser and profile.tool_version != TOOLSET_VERSION:
+            raise ApiError(422, "invalid_request", f"browser: {browser_refusal(model, profile.tool_version)}.")
         if request.desktop == NEW:
             return self._start_on_a_new_desktop(request, task, model)
         url = _desktop_url(request.desktop or self.default_desktop)
@@ -208,7 +210,8 @@ class RunManager:
             control, hub = RunControl(), EventHub()
             agent = Agent(client, model, self.store, desktop_url=url, tool_version=request.tool_version,
                           budgets=Budgets(request.max_steps, request.max_tokens, request.max_cost),
-                          anthropic_client=api, on_event=hub.publish, control=control, policy=self.policy)
+                          anthropic_client=api, on_event=hub.publish, control=control, policy=self.policy,
+                          browser=request.browser)
             try:
                 run = agent.start(task)
             except (CubicleError, httpx.HTTPError, ValueError) as error:

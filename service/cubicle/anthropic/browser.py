@@ -65,9 +65,7 @@ def cdp_endpoint(desktop_url: str) -> str:
 def _address(desktop: str | DesktopClient | AsyncDesktopClient, token: str | None) -> tuple[str, str | None]:
     if isinstance(desktop, str):
         return desktop, token
-    http = desktop._http  # the client's own address and token: one desktop, one set of credentials
-    authorization = http.headers.get("authorization", "")
-    return str(http.base_url), token or (authorization[7:] if authorization.startswith("Bearer ") else None)
+    return desktop.base_url, token or desktop.token  # one desktop, one set of credentials
 
 
 def _session(url: str, token: str | None, url_policy: Any, file_policy: Any,

@@ -12,7 +12,7 @@ from cubicle.web import AccessRules, BodyLimit, TokenAuth
 from cubicle.web.auth import FIRST_MESSAGE_ONLY, Credential, WebSocketWays
 from cubicle.web.openapi import install as install_openapi
 
-from . import errors, host_routes, token_routes
+from . import apps_routes, errors, host_routes, token_routes
 from .cdp_bridge import CDP_PATH, install_cdp_bridge
 from .desktop_user import DesktopUser, LocalUser, RunnerUser
 from .docs import install_docs
@@ -73,6 +73,7 @@ def create_app(token: str | Credential, display: str, vnc_port: int = 5900, user
     app.include_router(router)
     app.include_router(host_routes.router)
     app.include_router(token_routes.router)
+    app.include_router(apps_routes.router)
     errors.install(app)
     install_openapi(app, ACCESS.public_paths, amend_schema)
     install_docs(app)
