@@ -16,7 +16,7 @@ ROUTES = [
     ("GET", "/screen"), ("GET", "/screenshot"), ("POST", "/actions"), ("GET", "/cursor"),
     ("GET", "/windows"), ("POST", "/windows/1/activate"), ("POST", "/windows/1/close"),
     ("POST", "/apps/launch"), ("GET", "/clipboard"), ("PUT", "/clipboard"), ("GET", "/openapi.json"),
-    ("POST", "/shell/run"), ("POST", "/shell/restart"), ("GET", "/files"), ("PUT", "/files"), ("PUT", "/token"),
+    ("POST", "/shell/run"), ("POST", "/shell/restart"), ("GET", "/files"), ("PUT", "/files"), ("PUT", "/token"), ("GET", "/apps"),
 ]
 
 

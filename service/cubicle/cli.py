@@ -79,6 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_fleet_arguments(fleet_commands.add_parser("serve", help="the fleet service: create, proxy and reap desktops over HTTP"))
 
+    mcp = commands.add_parser("mcp", help="an MCP server over stdio, for clients that launch a command (Claude Desktop): "
+                              "its tools operate the desktop at --desktop")
+    mcp.add_argument("--desktop", default="http://127.0.0.1:8000", metavar="URL",
+                     help="the desktop's URL, or the fleet's .../desktops/ID (default http://127.0.0.1:8000)")
+    mcp.add_argument("--token-file", default=None, metavar="FILE",
+                     help="a file holding the desktop's token (default: $CUBICLE_TOKEN)")
+
     runs = commands.add_parser("runs", help="saved agent runs")
     runs.add_argument("--runs-dir", default=None, help="where runs are saved (default $CUBICLE_RUNS_DIR or ./runs)")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True)
@@ -96,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--faults", action="store_true", help="with the load, kill Xvfb, openbox and x11vnc in turn and time the recovery (implies --load)")
     bench.add_argument("--clients", type=int, default=16, help="concurrent clients of the load (default 16)")
     bench.add_argument("--seconds", type=float, default=60.0, help="duration of the load (default 60)")
+    bench.add_argument("--fleet", action="store_true", help="the fleet instead: cold and warm starts, idle memory, "
+                       "many desktops driven at once (starts its own `cubicle fleet serve`)")
+    bench.add_argument("--backend", choices=("docker", "kubernetes"), default="docker", help="with --fleet")
+    bench.add_argument("--idle", type=int, default=20, help="with --fleet: idle desktops whose memory is measured")
+    bench.add_argument("--drive", type=int, default=10, help="with --fleet: desktops driven at once")
     return parser
 
 
@@ -129,10 +141,18 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.fleet.service import serve as serve_fleet
 
         sys.exit(serve_fleet(args))
+    elif args.command == "mcp":
+        from cubicle.mcp.stdio import run as run_mcp
+
+        sys.exit(run_mcp(args.desktop, args.token_file))
     elif args.command == "runs":
         from cubicle.agent import runs_cli
 
         sys.exit(runs_cli.list_runs(args) if args.runs_command == "list" else runs_cli.show_run(args))
+    elif args.command == "bench" and args.fleet:
+        from cubicle.bench.fleet import run_fleet_bench
+
+        sys.exit(run_fleet_bench(args))
     elif args.command == "bench" and (args.load or args.faults):
         from cubicle.bench.load import run_load_bench
 

@@ -140,5 +140,11 @@ class DecisionMade(BaseModel):
     note: str
 
 
+class FleetDesktopList(BaseModel):
+    """The fleet's answer to GET /desktops, as it is (without tokens)."""
+
+    desktops: list[dict[str, Any]]
+
+
 class Health(BaseModel):
     status: Literal["ok"]

@@ -55,6 +55,26 @@ class FleetDesktops:
             raise ApiError(502, "fleet_unreachable", f"The fleet at {self.url} did not answer "
                            f"({type(error).__name__}: {error}).") from None
 
+    def list(self) -> list[DesktopView]:
+        """The fleet's desktops (without tokens: a list never has them)."""
+        if not self.url or not self.token:
+            raise ApiError(503, "fleet_unconfigured", "This worker has no fleet: start it with CUBICLE_FLEET_URL and "
+                           "CUBICLE_FLEET_TOKEN set (see the README).")
+        try:
+            with FleetClient(self.url, self.token, timeout=30) as fleet:
+                return fleet.list()
+        except CubicleError as error:
+            raise ApiError(502, "fleet_refused", f"The fleet at {self.url} answered {error.status} {error.code}: "
+                           f"{error.message}") from None
+        except Exception as error:
+            raise ApiError(502, "fleet_unreachable", f"The fleet at {self.url} did not answer "
+                           f"({type(error).__name__}: {error}).") from None
+
+    def vnc_url(self, desktop_id: str) -> str:
+        """The fleet's VNC WebSocket of one desktop (the fleet's token opens every desktop)."""
+        base = (self.url or "").rstrip("/")
+        return ("wss://" if base.startswith("https://") else "ws://") + base.split("://", 1)[1] + f"/desktops/{desktop_id}/vnc"
+
     def release(self, desktop_id: str) -> None:
         if not self.url or not self.token:
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 from fastapi import APIRouter, Depends, WebSocket
 from starlette.concurrency import run_in_threadpool
@@ -18,10 +19,12 @@ from cubicle.web import ApiError, closes, only_known_query
 
 from .live_view import bridge as live_view_bridge
 from .live_view import refuse as refuse_live_view
+from .live_view import watch
 from .run_manager import EventHub, RunManager
 from .runs import Run
 
 router = APIRouter(dependencies=[Depends(only_known_query)])
+DESKTOP_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def _manager(websocket: WebSocket) -> RunManager:
@@ -40,6 +43,17 @@ async def live_view(websocket: WebSocket, run_id: str) -> None:
         await refuse_live_view(websocket, f"Run {run_id} has ended: the live view is for running and paused runs.")
         return
     await live_view_bridge(websocket, active)
+
+
+@router.websocket("/desktops/{desktop_id}/vnc")
+async def desktop_view(websocket: WebSocket, desktop_id: str) -> None:
+    """Any desktop of the worker's fleet, live and view only (the console's Desktops list)."""
+    fleet = _manager(websocket).fleet
+    await websocket.accept()
+    if not fleet.url or not fleet.token or not DESKTOP_ID.match(desktop_id):
+        await websocket.close(code=closes.NOT_FOUND, reason="no such desktop, or this worker has no fleet")
+        return
+    await watch(websocket, fleet.vnc_url(desktop_id), fleet.token)
 
 
 @router.websocket("/runs/{run_id}/events")

@@ -124,6 +124,50 @@ async def bridge(websocket: WebSocket, active: ActiveRun) -> None:
         await upstream.close()
 
 
+async def watch(websocket: WebSocket, upstream_url: str, token: str) -> None:
+    """A view-only live view of any desktop (the fleet's, for the console): the browser's
+    input never gets through, whatever the page claims."""
+    try:
+        upstream = await connect(upstream_url, max_size=None, open_timeout=CONNECT_TIMEOUT_S, compression=None,
+                                 ping_interval=None)
+    except (OSError, TimeoutError, InvalidHandshake) as error:
+        await _close(websocket, closes.TRY_AGAIN, f"the desktop is not reachable ({type(error).__name__}), try again shortly")
+        return
+    parser = RfbClientParser(view_only=True)
+    try:
+        await upstream.send(json.dumps({"token": token, "interactive": False}))
+
+        async def browser_to_desktop() -> tuple[int, str]:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return closes.NORMAL, "closed by the viewer"
+                if message.get("bytes") is not None:
+                    try:
+                        forward = parser.feed(message["bytes"])
+                    except RfbProtocolError as error:
+                        return closes.POLICY, str(error)[:120]
+                    if forward:
+                        await upstream.send(forward)
+
+        async def desktop_to_browser() -> tuple[int, str]:
+            try:
+                async for data in upstream:
+                    if isinstance(data, bytes):
+                        await websocket.send_bytes(data)
+            except ConnectionClosed:
+                pass
+            if upstream.close_code == closes.UNAUTHORIZED:
+                return closes.ERROR, "the fleet refused the worker's fleet token"
+            return upstream.close_code or closes.NORMAL, (upstream.close_reason or "the desktop ended the session")[:120]
+
+        code, reason = await first_to_end([browser_to_desktop(), desktop_to_browser()],
+                                          (OSError, RuntimeError, WebSocketDisconnect, ConnectionClosed), "desktop view")
+        await _close(websocket, code, reason)
+    finally:
+        await upstream.close()
+
+
 async def refuse(websocket: WebSocket, reason: str) -> None:
     await _close(websocket, closes.NOT_LIVE, reason[:120])
 

@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from cubicle.web import ApiError, error_responses, exact_json_types, only_known_query
 
-from .api_models import (Decision, DecisionMade, HandedBack, Health, Message, NewRun, Queued, RunDetail, RunList,
-                         RunView)
+from .api_models import (Decision, DecisionMade, FleetDesktopList, HandedBack, Health, Message, NewRun, Queued,
+                         RunDetail, RunList, RunView)
 from .auth import SESSION_COOKIE, session_cookie_value
 from .replay import write_replay
 from .run_manager import RunManager
@@ -123,6 +123,15 @@ async def hand_back(run_id: str, manager: RunManager = Depends(get_manager)) -> 
     if actions is None:
         raise ApiError(409, "not_taken_over", f"Run {run_id} was handed back already.")
     return HandedBack(**manager.describe(active.run.meta, active), human_actions=actions)
+
+
+# -- the fleet's desktops -----------------------------------------------------------------
+
+
+@router.get("/desktops", responses=error_responses(502, 503),
+            summary="The desktops of the worker's fleet (CUBICLE_FLEET_URL), for the console to list and watch")
+def fleet_desktops(manager: RunManager = Depends(get_manager)) -> FleetDesktopList:
+    return FleetDesktopList(desktops=[desktop.model_dump(exclude={"token"}) for desktop in manager.fleet.list()])
 
 
 # -- what a browser loads by URL ----------------------------------------------------------

@@ -58,8 +58,8 @@ async function login(candidate) {
   $("login").hidden = true;
   $("app").hidden = false;
   $("connection").textContent = "connected to " + location.host;
-  await refreshRuns();
-  if (!refreshing) refreshing = setInterval(refreshRuns, 3000);
+  await Promise.all([refreshRuns(), refreshDesktops()]);
+  if (!refreshing) refreshing = setInterval(() => { refreshRuns(); refreshDesktops(); }, 3000);
   const wanted = new URLSearchParams(location.hash.slice(1)).get("run");
   if (wanted) openRun(wanted);
 }
@@ -106,9 +106,87 @@ async function refreshRuns() {
   }));
 }
 
+// -- the fleet's desktops ------------------------------------------------------------------
+
+let watching = null;  // { id, socket, rfb } of the desktop shown live
+
+async function refreshDesktops() {
+  let desktops;
+  try {
+    desktops = (await api("GET", "/desktops")).desktops;
+  } catch (error) {
+    $("fleet").hidden = true;  // no fleet behind this worker
+    $("new-desktop-label").hidden = true;
+    return;
+  }
+  $("fleet").hidden = false;
+  $("new-desktop-label").hidden = false;
+  $("desktops").replaceChildren(...desktops.map((desktop) => {
+    const item = document.createElement("li");
+    item.dataset.id = desktop.id;
+    if (watching && watching.id === desktop.id) item.classList.add("selected");
+    const name = document.createElement("span");
+    name.className = "task";
+    const labels = Object.entries(desktop.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ");
+    name.textContent = `${desktop.id}${labels ? " · " + labels : ""}`;
+    const meta = document.createElement("span");
+    meta.className = "meta";
+    meta.textContent = `${desktop.status} · ${desktop.width}x${desktop.height} · until ${when(desktop.expires_at)}`;
+    item.append(name, meta);
+    item.addEventListener("click", () => watchDesktop(desktop));
+    return item;
+  }));
+}
+
+async function watchDesktop(desktop) {
+  closeRun();
+  stopWatching();
+  if (!RFB) {
+    try {
+      RFB = (await import("/console/novnc/core/rfb.js")).default;
+    } catch (error) {
+      $("desktop-state").textContent = "The live view needs noVNC (Debian package novnc) on the worker.";
+    }
+  }
+  $("empty").hidden = true;
+  $("run").hidden = true;
+  $("desktop-view").hidden = false;
+  $("desktop-title").textContent = `Desktop ${desktop.id}`;
+  $("desktop-facts").textContent = `${desktop.status} · ${desktop.width}x${desktop.height} · ${desktop.backend}`;
+  for (const item of $("desktops").children) item.classList.toggle("selected", item.dataset.id === desktop.id);
+  if (!RFB) return;
+  const socket = new WebSocket(wsUrl(`/desktops/${encodeURIComponent(desktop.id)}/vnc`));
+  socket.binaryType = "arraybuffer";
+  watching = { id: desktop.id, socket, rfb: null };
+  $("desktop-state").textContent = "connecting...";
+  socket.addEventListener("open", () => {
+    socket.send(JSON.stringify({ token }));
+    const rfb = new RFB($("desktop-screen"), socket);
+    rfb.scaleViewport = true;
+    rfb.viewOnly = true;
+    watching.rfb = rfb;
+    rfb.addEventListener("connect", () => { $("desktop-state").textContent = "Live, view only."; });
+  });
+  socket.addEventListener("close", (close) => {
+    if (!watching || watching.socket !== socket) return;
+    $("desktop-state").textContent = `disconnected${close.reason ? " (" + close.reason + ")" : ""}`;
+  });
+}
+
+function stopWatching() {
+  if (!watching) return;
+  const old = watching;
+  watching = null;
+  if (old.rfb) old.rfb.disconnect();
+  else old.socket.close();
+  $("desktop-screen").replaceChildren();
+  $("desktop-view").hidden = true;
+}
+
 $("new-run").addEventListener("submit", async (event) => {
   event.preventDefault();
   const body = { task: $("task").value };
+  if ($("new-desktop").checked) body.desktop = "new";
   for (const [field, id] of [["desktop", "desktop"], ["desktop_token", "desktop-token"], ["model", "model"]]) {
     if ($(id).value.trim()) body[field] = $(id).value.trim();
   }
@@ -131,6 +209,7 @@ $("new-run").addEventListener("submit", async (event) => {
 
 async function openRun(id) {
   closeRun();
+  stopWatching();
   history.replaceState(null, "", location.pathname + "#run=" + encodeURIComponent(id));
   for (const item of $("runs").children) item.classList.toggle("selected", item.dataset.id === id);
   $("empty").hidden = true;
