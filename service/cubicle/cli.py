@@ -106,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--fleet", action="store_true", help="the fleet instead: cold and warm starts, idle memory, "
                        "many desktops driven at once (starts its own `cubicle fleet serve`)")
     bench.add_argument("--backend", choices=("docker", "kubernetes"), default="docker", help="with --fleet")
+    bench.add_argument("--toolsets", action="store_true", help="Claude's toolsets instead: CubicleComputer's cost per "
+                       "member beside the raw /actions path, and the browser's read_page on 1,000 elements")
     bench.add_argument("--idle", type=int, default=20, help="with --fleet: idle desktops whose memory is measured")
     bench.add_argument("--drive", type=int, default=10, help="with --fleet: desktops driven at once")
     return parser
@@ -149,6 +151,10 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.agent import runs_cli
 
         sys.exit(runs_cli.list_runs(args) if args.runs_command == "list" else runs_cli.show_run(args))
+    elif args.command == "bench" and args.toolsets:
+        from cubicle.bench.toolsets import run_toolsets_bench
+
+        sys.exit(run_toolsets_bench(args))
     elif args.command == "bench" and args.fleet:
         from cubicle.bench.fleet import run_fleet_bench
 
