@@ -20,6 +20,7 @@ import httpx
 from cubicle.client import CubicleError
 
 from .control import RunControl
+from .events import RunEvent
 from .runs import Run
 from .takeover import describe
 
@@ -35,7 +36,7 @@ class HumanLog:
     """Writes a human's actions into a run's log from one thread, in the order they came:
     the action (with the screen before it), then the screen after it as its result."""
 
-    def __init__(self, run: Run, agent: Agent, control: RunControl, publish: Callable[[dict[str, Any]], None]):
+    def __init__(self, run: Run, agent: Agent, control: RunControl, publish: Callable[[RunEvent], None]):
         self.run = run
         self.agent = agent
         self.control = control

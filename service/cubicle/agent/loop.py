@@ -25,6 +25,7 @@ from cubicle.client import CubicleError, DesktopClient
 from .computer import ComputerTool
 from .control import RunControl, Stopped
 from .conversation import Conversation
+from .events import RunEvent
 from .host_tools import BashTool, EditorTool
 from .models import ModelProfile, UnknownModel, profile_for
 from .policy import Policy
@@ -90,7 +91,7 @@ class Agent:
         anthropic_client: anthropic.Anthropic | None = None,
         max_output_tokens: int = 4096,
         image_format: str = "png",
-        on_event: Callable[[dict[str, Any]], None] | None = None,
+        on_event: Callable[[RunEvent], None] | None = None,
         sleep: Callable[[float], None] | None = None,
         control: RunControl | None = None,
         policy: Policy | None = None,
@@ -119,7 +120,7 @@ class Agent:
 
     # -- logging ------------------------------------------------------------------------
 
-    def _log(self, run: Run, kind: str, **fields: Any) -> dict[str, Any]:
+    def _log(self, run: Run, kind: str, **fields: Any) -> RunEvent:
         event = run.append(kind, **fields)
         self.on_event(event)
         return event
@@ -546,7 +547,7 @@ class Agent:
 # -- rebuilding a conversation from a run's log (for resume) --------------------------------
 
 
-def _stored_outcome(run: Run, event: dict[str, Any]) -> ToolOutcome:
+def _stored_outcome(run: Run, event: RunEvent) -> ToolOutcome:
     image, media_type = None, None
     path = event.get("image")
     if isinstance(path, str) and path.startswith(IMAGES_DIR + "/") and (run.folder / path).is_file():
@@ -559,7 +560,7 @@ def _image_block(data: bytes, media_type: str) -> dict[str, Any]:
     return ToolOutcome(image=data, media_type=media_type).content()[-1]
 
 
-def rebuild_conversation(conversation: Conversation, run: Run, events: list[dict[str, Any]], task: str,
+def rebuild_conversation(conversation: Conversation, run: Run, events: list[RunEvent], task: str,
                          first_image) -> int:
     """Replay the log into `conversation`, as the loop built it: each model turn, the results
     of its tool calls (with their screenshots, from the run's images), what humans said and

@@ -18,6 +18,7 @@ from typing import Any
 
 from cubicle.imaging import image_size_from_header
 
+from .events import RunEvent
 from .runs import Run, parse_time, write_atomic
 
 REPLAY_FILE = "replay.html"
@@ -80,14 +81,14 @@ def _modifiers(tool_input: dict[str, Any]) -> str | None:
     return str(held) if held else None
 
 
-def action_name(event: dict[str, Any]) -> str:
+def action_name(event: RunEvent) -> str:
     tool = event.get("tool") or "computer"
     if tool == "computer":
         return str(event.get("name") or (event.get("input") or {}).get("action") or "?")
     return str(tool)
 
 
-def describe_action(event: dict[str, Any], limit: int = 70) -> str:
+def describe_action(event: RunEvent, limit: int = 70) -> str:
     """One line saying what an action event did, e.g. `left_click (120, 40)` or `bash: ls -l`."""
     tool = event.get("tool") or "computer"
     tool_input = event.get("input") if isinstance(event.get("input"), dict) else {}
@@ -128,7 +129,7 @@ def describe_action(event: dict[str, Any], limit: int = 70) -> str:
     return _clip(" ".join(w for w in words if w), limit + 20)
 
 
-def describe_result(event: dict[str, Any] | None, limit: int = 60) -> str:
+def describe_result(event: RunEvent | None, limit: int = 60) -> str:
     if event is None:
         return "(no result)"
     text = str(event.get("text") or "").strip()
@@ -152,7 +153,7 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def run_duration(meta: dict[str, Any], events: list[dict[str, Any]] | None = None) -> float | None:
+def run_duration(meta: dict[str, Any], events: list[RunEvent] | None = None) -> float | None:
     """Seconds from the run's creation to its last recorded moment."""
     start = parse_time(meta.get("created_at"))
     moments = [parse_time(meta.get("updated_at"))] + [parse_time(e.get("time")) for e in (events or [])[-1:]]
@@ -242,7 +243,7 @@ class _Overlay:
             f'{"<defs>" + defs + "</defs>" if defs else ""}{"".join(self.parts)}{self._caption_boxes()}</svg>'
         )
 
-    def draw(self, event: dict[str, Any], number: int | None) -> None:
+    def draw(self, event: RunEvent, number: int | None) -> None:
         name = action_name(event)
         tool_input = event.get("input") if isinstance(event.get("input"), dict) else {}
         human = event.get("actor") == "human"
@@ -347,14 +348,14 @@ class _Overlay:
 @dataclass
 class _Group:
     step: int | None
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[RunEvent] = field(default_factory=list)
 
 
 @dataclass
 class _Figure:
     image: str | None
     human: bool
-    actions: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[RunEvent] = field(default_factory=list)
 
 
 class _Page:
@@ -473,7 +474,7 @@ class _Page:
             f'<span class="stats">{self.stats(group.events)}</span></h2>{"".join(blocks)}</section>'
         )
 
-    def stats(self, events: list[dict[str, Any]]) -> str:
+    def stats(self, events: list[RunEvent]) -> str:
         parts = []
         times = [t for t in (parse_time(e.get("time")) for e in events) if t]
         if times:
@@ -496,7 +497,7 @@ class _Page:
             parts += [s for s in sent if s]
         return " · ".join(_e(p) for p in parts)
 
-    def blocks(self, events: list[dict[str, Any]]) -> list[str]:
+    def blocks(self, events: list[RunEvent]) -> list[str]:
         out: list[str | _Figure] = []
         for event in events:
             kind = event.get("type")
@@ -528,7 +529,7 @@ class _Page:
                 out.append(f'<details class="other"><summary>{_e(kind)}</summary><pre>{_e(body)}</pre></details>')
         return [self.figure(item) if isinstance(item, _Figure) else item for item in out]
 
-    def response(self, event: dict[str, Any]) -> str:
+    def response(self, event: RunEvent) -> str:
         parts = []
         for block in event.get("content") or []:
             if not isinstance(block, dict):
@@ -567,7 +568,7 @@ class _Page:
         badge = '<span class="who">human</span>' if figure.human else ""
         return f'<div class="{classes}">{badge}{picture}<ol class="actions">{items}</ol></div>'
 
-    def action(self, event: dict[str, Any], number: int | None) -> str:
+    def action(self, event: RunEvent, number: int | None) -> str:
         tool = event.get("tool") or "computer"
         tool_input = event.get("input") if isinstance(event.get("input"), dict) else {}
         result = self.results.get(event.get("tool_use_id")) if event.get("tool_use_id") else None
@@ -589,7 +590,7 @@ class _Page:
         classes = " ".join(c for c in ("act", "human" if human else "", "err" if error else "") if c)
         return f'<li class="{classes}">{head}{body}{self.result(result) if result else ""}</li>'
 
-    def result(self, event: dict[str, Any]) -> str:
+    def result(self, event: RunEvent) -> str:
         error = bool(event.get("is_error"))
         text = str(event.get("text") or "")
         timing = ""

@@ -20,17 +20,17 @@ import anthropic
 import httpx
 
 from cubicle.client import CubicleError, DesktopClient
-from cubicle.web import ApiError
-from cubicle.web import token_matches
+from cubicle.web import ApiError, token_matches
 
 from .api_models import NewRun
 from .control import RunControl
+from .events import RunEvent
+from .fleet_desktops import NEW, FleetDesktops
+from .human_log import HumanLog
 from .loop import TOOLSET_VERSION, Agent, Budgets, browser_refusal
 from .models import UnknownModel, profile_for
 from .policy import Policy
 from .runs import Run, RunNotFound, RunStore, parse_time, redact
-from .fleet_desktops import NEW, FleetDesktops
-from .human_log import HumanLog
 
 log = logging.getLogger("cubicle.worker")
 
@@ -46,7 +46,7 @@ class EventHub:
         self._listeners: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = set()
         self.closed = False
 
-    def publish(self, event: dict[str, Any] | None) -> None:
+    def publish(self, event: RunEvent | None) -> None:
         with self._lock:
             listeners = list(self._listeners)
         for loop, queue in listeners:
@@ -87,7 +87,7 @@ class ActiveRun:
     thread: threading.Thread | None = field(default=None, repr=False)
     human_log: HumanLog | None = field(default=None, repr=False)
 
-    def log(self, kind: str, **fields: Any) -> dict[str, Any]:
+    def log(self, kind: str, **fields: Any) -> RunEvent:
         """An event written by the service rather than the agent, shown live like the agent's."""
         event = self.run.append(kind, **fields)
         self.hub.publish(event)

@@ -56,6 +56,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .events import RunEvent
+
 STATUSES = ("running", "paused", "finished", "failed", "stopped", "interrupted")
 TOTAL_FIELDS = ("steps", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "cost_usd")
 RUN_FILE = "run.json"
@@ -191,11 +193,11 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
-def _dump_line(event: dict[str, Any]) -> bytes:
+def _dump_line(event: RunEvent) -> bytes:
     return (json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
-def _parse_events(data: bytes) -> list[dict[str, Any]]:
+def _parse_events(data: bytes) -> list[RunEvent]:
     """Complete, valid lines of an events file; a torn or damaged line is skipped."""
     events = []
     for line in data.split(b"\n"):
@@ -252,7 +254,7 @@ class Run:
 
     # -- events -------------------------------------------------------------------------
 
-    def append(self, type: str, **fields: Any) -> dict[str, Any]:
+    def append(self, type: str, **fields: Any) -> RunEvent:
         """Write one event; when this returns, it is on disk (flushed and fsync'd)."""
         with self._lock:
             fd = self._open_events()
@@ -264,7 +266,7 @@ class Run:
             self._next_seq += 1
             return event
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[RunEvent]:
         """All complete events, in order (a torn last line from a crash is left out)."""
         try:
             data = self.events_path.read_bytes()

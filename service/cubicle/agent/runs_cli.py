@@ -8,7 +8,15 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from .replay import describe_action, describe_result, format_duration, format_tokens, run_duration, write_replay
+from .events import RunEvent
+from .replay import (
+    describe_action,
+    describe_result,
+    format_duration,
+    format_tokens,
+    run_duration,
+    write_replay,
+)
 from .runs import RunNotFound, RunStore, parse_time
 
 _META_SHOWN = ("id", "task", "model", "tool_version", "desktop", "status", "stop_reason", "created_at", "updated_at", "totals")
@@ -106,7 +114,7 @@ def show_run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return 0
 
 
-def step_log(events: list[dict[str, Any]]) -> list[str]:
+def step_log(events: list[RunEvent]) -> list[str]:
     """One line per step header, model text, action, retry and message."""
     results = {e.get("tool_use_id"): e for e in events if e.get("type") == "result" and e.get("tool_use_id")}
     acted = {e.get("tool_use_id") for e in events if e.get("type") == "action"}
