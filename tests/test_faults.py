@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 from websockets.sync.client import connect
 
-from conftest import wait_until
+from support import wait_until
 from test_session import own_desktop, program_pid  # noqa: F401 (own_desktop is a fixture)
 
 CLIENT_TIMEOUT = 30.0
@@ -238,3 +238,30 @@ def test_x_killed_under_load_gives_only_200_or_a_clear_503_and_comes_back(own_de
         moved = client.post("/actions", json={"action": "mouse_move", "coordinate": [123, 234]})
         assert moved.status_code == 200 and client.get("/cursor").json() == {"x": 123, "y": 234}
     wait_until(lambda: httpx.get(own_desktop.url + "/health").status_code == 200, 30, "healthy again")
+
+
+def test_the_clipboard_with_x_down_answers_a_clear_503_and_works_again_once_x_is_back(own_desktop):
+    killed = program_pid(own_desktop, "xvfb")
+    supervisord = int((own_desktop.state_dir / "supervisord.pid").read_text())
+    with api(own_desktop) as client:
+        assert client.put("/clipboard", json={"text": "before the crash"}).status_code == 200
+        assert client.get("/clipboard").json() == {"text": "before the crash"}
+        # Held, supervisord cannot restart Xvfb: X stays down while the clipboard is asked.
+        os.kill(supervisord, signal.SIGSTOP)
+        try:
+            os.kill(killed, signal.SIGKILL)
+            wait_until(lambda: not alive(killed), 30, "Xvfb dead")
+            for method, body in (("GET", None), ("PUT", {"text": "while X is down"})):
+                response = client.request(method, "/clipboard", json=body)
+                answer = Answer(f"{method} /clipboard", 0.0, response.status_code)
+                if response.status_code != 200:
+                    answer.code, answer.message = response.json()["error"]["code"], response.json()["error"]["message"]
+                assert clear_503(answer), f"{method} /clipboard with X down: {response.status_code} {response.text}"
+        finally:
+            os.kill(supervisord, signal.SIGCONT)
+        wait_until(lambda: own_desktop.supervisorctl("pid", "xvfb").strip() not in ("", "0", str(killed)), 30,
+                   "supervisord restarted Xvfb")
+        wait_until(lambda: client.put("/clipboard", json={"text": "after the crash"}).status_code == 200, 60,
+                   "the clipboard taken on the new X server")
+        assert client.get("/clipboard").json() == {"text": "after the crash"}
+    wait_until(lambda: httpx.get(own_desktop.url + "/health").status_code == 200, 60, "healthy again")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 
 import pytest
 
 from cubicle.client import CubicleError
-from conftest import start_recorder
+from support import start_recorder, wait_until
 
 
 def find(client, title):
@@ -82,3 +85,43 @@ def test_launch_of_a_missing_program_is_refused(client):
     with pytest.raises(CubicleError) as error:
         client.launch("no-such-program-here")
     assert error.value.status == 422 and "not found" in error.value.message
+
+
+def running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def closed_new_windows(client, before: set[int], pids: set[int]) -> bool:
+    """Ask every window opened since `before` to close, topmost first (a dialog before the
+    window it belongs to), noting their pids; True once there are none."""
+    opened = [w for w in reversed(client.windows()) if w.id not in before]
+    pids.update(w.pid for w in opened if w.pid)
+    for window in opened:
+        with contextlib.suppress(CubicleError):
+            client.close_window(window.id)
+    return not opened
+
+
+def test_launch_of_libreoffice_returns_its_document_window_not_the_splash(client):
+    # soffice shows a splash screen (its own window, _NET_WM_WINDOW_TYPE_SPLASH) for a second
+    # or two, then closes it and opens the document window, and on a new profile a dialog.
+    before = {w.id for w in client.windows()}
+    launched = client.launch(["libreoffice", "--calc"], timeout=120)
+    try:
+        assert launched.window is not None, "no window"
+        assert "LibreOffice Calc" in launched.window.title, launched.window
+        assert launched.window.wm_class == "libreoffice-calc"
+        assert launched.window.id in [w.id for w in client.windows()]  # a splash would be gone
+    finally:
+        pids = {launched.pid}
+        with contextlib.suppress(AssertionError):  # windows may still open while it quits
+            wait_until(lambda: closed_new_windows(client, before, pids) and not any(map(running, pids)),
+                       60, "LibreOffice closed and quit", 0.5)
+        for pid in pids:
+            if running(pid):
+                os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not any(w.id not in before for w in client.windows()), 30, "LibreOffice's windows gone")

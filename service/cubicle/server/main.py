@@ -9,9 +9,10 @@ import sys
 
 import uvicorn
 
-from .app import create_app
 from cubicle.web import new_token
 from cubicle.web.auth import DIGEST_PREFIX, Credential, digest_of
+
+from .app import create_app
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt parameters from glibc's malloc.h
 

@@ -4,24 +4,34 @@ One thread means python-xlib is never used concurrently, and a batch submitted a
 job runs start to finish before any other request touches the display: batches never
 interleave. Encoding a standalone screenshot happens off that thread, so a slow PNG does not
 hold up the next click.
+
+Freed memory is kept for reuse while requests come (see `cubicle.server.main`), and handed
+back to the system once the X thread has had nothing to do for IDLE_TRIM_AFTER_S.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
-from typing import Any, Callable, TypeVar
+from functools import cache, partial
+from typing import Any, TypeVar
 
 from cubicle import actions as a
 from cubicle import x11
 
 from .errors import ApiError, from_engine_error
-from .plan import Planner, PlanError, Step
+from .plan import PlanError, Planner, Step
 from .screenshots import Rendered, output_size, render
 
 T = TypeVar("T")
+
+# Quiet this long after the last request, the heap's free memory goes back to the system: long
+# enough that a burst of requests keeps its buffers, short enough for an agent's pauses.
+IDLE_TRIM_AFTER_S = 3.0
 
 NOT_EXECUTED = a.ErrorBody(code="not_executed", message="Not executed: an earlier action in this batch failed.")
 REFUSED = a.ErrorBody(
@@ -29,15 +39,48 @@ REFUSED = a.ErrorBody(
 )
 
 
+@cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"))
+    except OSError:
+        return None
+
+
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0): the free pages of every arena go back to the system."""
+    trim = getattr(_libc(), "malloc_trim", None)
+    if trim is not None:  # else not glibc: nothing to hand back this way
+        trim(0)
+
+
 class DesktopService:
     def __init__(self, desktop: x11.X11Desktop):
         self.desktop = desktop
         self._x_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="x11")
+        # One timer, pushed back by every job: it fires once per stretch of activity, never
+        # on a server that stays idle.
+        self._trim_timer: asyncio.TimerHandle | None = None
 
     async def on_x_thread(self, function: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._x_thread, partial(function, *args))
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._x_thread, partial(function, *args))
+        finally:
+            if self._trim_timer is not None:
+                self._trim_timer.cancel()
+            self._trim_timer = loop.call_later(IDLE_TRIM_AFTER_S, self._trim_when_idle)
+
+    def _trim_when_idle(self) -> None:
+        self._trim_timer = None
+        try:  # on the X thread: after whatever runs there, and never beside a capture
+            self._x_thread.submit(_malloc_trim)
+        except RuntimeError:
+            pass  # closed meanwhile
 
     def close(self) -> None:
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
         # On the X thread, after whatever runs there now: python-xlib is never used from two
         # threads, and the SHM segment is not detached under a capture.
         self._x_thread.submit(self.desktop.close)
@@ -59,8 +102,10 @@ class DesktopService:
                 self.desktop.mark_changes()
                 report = self.desktop.wait_until_settled(settle.quiet_ms / 1000, settle.timeout_ms / 1000)
             screen = self.desktop.screen_size()
-            frame = self.desktop.capture(region, cursor=options.cursor)
-            return render(frame, screen, options, output_size(screen, options), region is not None, report)
+            return self.desktop.capture_borrowed(
+                lambda frame: render(frame, screen, options, output_size(screen, options), region is not None, report),
+                region, cursor=options.cursor,
+            )
 
         return await self.on_x_thread(capture_and_render)
 
@@ -74,8 +119,9 @@ class DesktopService:
         settle = request.settle
 
         def capture_step(desktop: x11.X11Desktop, box: tuple[int, int, int, int] | None) -> a.ImageData:
-            frame = desktop.capture(box, cursor=options.cursor)
-            return render(frame, screen, options, size, zoom=box is not None).as_image_data()
+            return desktop.capture_borrowed(
+                lambda frame: render(frame, screen, options, size, zoom=box is not None), box, cursor=options.cursor
+            ).as_image_data()
 
         try:
             steps = Planner(screen, space).plan(request, capture_step)
@@ -132,8 +178,9 @@ class DesktopService:
         if want_screenshot:
             try:
                 report = desktop.wait_until_settled(quiet_s, timeout_s) if screen_dirty else None
-                frame = desktop.capture(None, cursor=options.cursor)
-                screenshot = render(frame, screen, options, size, settle=report).as_image_data()
+                screenshot = desktop.capture_borrowed(
+                    lambda frame: render(frame, screen, options, size, settle=report), cursor=options.cursor
+                ).as_image_data()
             except x11.X11Error as error:
                 failure = from_engine_error(error)
                 return failure.status, a.ActionResponse(results=results, error=a.ErrorBody(code=failure.code, message=failure.message))

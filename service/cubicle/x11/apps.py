@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 
-from .errors import LaunchFailed, X11Error
+from .errors import DisplayUnavailable, LaunchFailed, X11Error
 
 
 class Launcher:
@@ -22,7 +23,8 @@ class Launcher:
         if shutil.which(argv[0]) is None:
             raise LaunchFailed(f"Program {argv[0]!r} was not found on the desktop's PATH.")
         env = dict(os.environ, DISPLAY=self._display_name)
-        output = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
+        # Not a with-block: the file is closed in the finally below, once Popen has its own copy.
+        output = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         try:
             child = subprocess.Popen(
                 argv,
@@ -36,7 +38,7 @@ class Launcher:
         except OSError as error:
             raise LaunchFailed(f"Could not start {argv[0]!r}: {error.strerror}.") from None
         finally:
-            if output is not subprocess.DEVNULL:
+            if not isinstance(output, int):  # a file, not subprocess.DEVNULL
                 output.close()
         # A waiting thread per app reaps it the moment it exits; it costs a few KB while the
         # app runs and nothing else depends on it.
@@ -45,6 +47,7 @@ class Launcher:
 
 
 SET_WAIT_S = 2.0  # at most, for the clipboard to hold what was just put there
+XCLIP_TIMEOUT_S = 5.0  # a clipboard owner that does not answer by then will not
 
 
 class Clipboard:
@@ -53,24 +56,45 @@ class Clipboard:
     process does for us."""
 
     def __init__(self, display_name: str):
+        self._display_name = display_name
         self._env = dict(os.environ, DISPLAY=display_name)
 
+    def _xclip(self, *args: str, text: str | None = None) -> tuple[int, bytes]:
+        """Run xclip; (exit status, what it printed). Its errors go to a file, not a pipe:
+        `xclip -i` leaves a background process holding them open, and a pipe would not end."""
+        with tempfile.TemporaryFile() as errors:
+            try:
+                result = subprocess.run(
+                    ["xclip", "-selection", "clipboard", *args], env=self._env, check=False,
+                    input=None if text is None else text.encode("utf-8"),
+                    stdout=subprocess.PIPE if text is None else subprocess.DEVNULL, stderr=errors,
+                    timeout=XCLIP_TIMEOUT_S,
+                )
+            except FileNotFoundError:
+                raise X11Error("The clipboard is not available: xclip is not installed on the desktop.") from None
+            except subprocess.TimeoutExpired:
+                raise X11Error(
+                    f"The clipboard did not answer within {XCLIP_TIMEOUT_S:g} s: the program that holds "
+                    "it, or the X server, may be hung. Copy something anew, or retry."
+                ) from None
+            if result.returncode != 0:
+                errors.seek(0)
+                if b"can't open display" in errors.read().lower():
+                    raise DisplayUnavailable(
+                        f"The X display {self._display_name} is not reachable; it may be starting or "
+                        "restarting. Retry in a few seconds."
+                    )
+            return result.returncode, result.stdout or b""
+
     def get(self) -> str:
-        result = subprocess.run(
-            ["xclip", "-selection", "clipboard", "-o", "-t", "UTF8_STRING"],
-            env=self._env, capture_output=True, timeout=5,
-        )
-        if result.returncode != 0:
+        status, output = self._xclip("-o", "-t", "UTF8_STRING")
+        if status != 0:
             return ""  # nobody owns the clipboard, or the owner offers no text
-        return result.stdout.decode("utf-8", "replace")
+        return output.decode("utf-8", "replace")
 
     def set(self, text: str) -> None:
-        result = subprocess.run(
-            ["xclip", "-selection", "clipboard", "-i"],
-            env=self._env, input=text.encode("utf-8"),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=5,
-        )
-        if result.returncode != 0:
+        status, _ = self._xclip("-i", text=text)
+        if status != 0:
             raise X11Error("xclip could not take the clipboard")
         # xclip forks and returns before its background half owns the selection: until then
         # a paste would still get the old text. Return once the clipboard holds the new one.

@@ -9,9 +9,12 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
-from Xlib import X, display as xdisplay
+from Xlib import X
+from Xlib import display as xdisplay
 from Xlib.error import ConnectionClosedError, DisplayError, XError
 
 from . import pointer
@@ -22,7 +25,12 @@ from .settle import DamageWatcher, SettleReport
 from .shm import ShmGrabber
 from .windows import WindowInfo, Windows
 
+if TYPE_CHECKING:
+    from Xlib.protocol.rq import Event
+
 _CONNECTION_ERRORS = (ConnectionClosedError, DisplayError, OSError, EOFError)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,7 @@ class Frame:
     y: int
     width: int
     height: int
-    pixels: bytes
+    pixels: bytes | memoryview  # a memoryview only for the duration of capture_borrowed's `use`
     cursor: CursorSprite | None = None
 
 
@@ -70,12 +78,23 @@ class _Connection:
             self.grabber = ShmGrabber(self.display, self.root, self.width, self.height)
         except OSError:
             self.grabber = None  # no MIT-SHM, or a remote display: fall back to GetImage
-        self.damage = DamageWatcher(self.display, self.root)
+        self.damage = DamageWatcher(self.display, self.root, self._on_event)
         # Before a keycode is rebound, the app must have drawn the keys it was sent with the
         # old binding: drawing, then a quiet screen, says it has caught up.
         self.keyboard = Keyboard(self.display, lambda: self.damage.wait_until_quiet(0.3, 5.0, drawn_first=True))
         self.windows = Windows(self.display, self.root)
         self.cursor: CursorSprite | None = None
+
+    def _on_event(self, event: Event) -> None:
+        if event.type == X.MappingNotify:
+            self.keyboard.note_mapping_change(event)
+
+    def current_keyboard(self) -> Keyboard:
+        """The keyboard, its table matching the server's mapping: a layout changed meanwhile
+        (setxkbmap, xmodmap) is read in before any key is sent."""
+        self.damage.poll()
+        self.keyboard.follow_mapping()
+        return self.keyboard
 
     def close(self) -> None:
         if self.grabber is not None:
@@ -116,7 +135,7 @@ class X11Desktop:
             # X server went away, so a collection here costs nothing that matters.
             gc.collect()
 
-    def _run(self, operation, retry: bool = True):
+    def _run(self, operation: Callable[[_Connection], T], retry: bool = True) -> T:
         """Run operation(connection). A connection that broke (X restarted) is replaced; a
         read (retry=True) is tried once more on the new server, input is not: part of it may
         have reached the old one, and repeating it could type twice."""
@@ -133,6 +152,7 @@ class X11Desktop:
                     ) from None
             except XError as error:
                 raise X11Error(f"The X server refused a request: {error}") from None
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def close(self) -> None:
         self._drop()
@@ -144,16 +164,29 @@ class X11Desktop:
 
     def capture(self, region: tuple[int, int, int, int] | None = None, cursor: bool = False) -> Frame:
         """region = (x, y, width, height) in screen pixels, already validated."""
+        return self._run(lambda c: self._grab(c, region, cursor, borrow=False))
 
-        def grab(c: _Connection) -> Frame:
-            x, y, width, height = region or (0, 0, c.width, c.height)
-            if c.grabber is not None:
-                pixels = c.grabber.grab(x, y, width, height)
-            else:
-                pixels = c.root.get_image(x, y, width, height, X.ZPixmap, 0xFFFFFFFF).data
-            return Frame(x, y, width, height, pixels, self._cursor_sprite(c) if cursor else None)
+    def capture_borrowed(self, use: Callable[[Frame], T], region: tuple[int, int, int, int] | None = None,
+                         cursor: bool = False) -> T:
+        """use(frame) -> its result, where the frame's pixels are the shared memory segment the
+        X server wrote, not a copy: encoding reads them straight from there. The pixels are
+        valid only while `use` runs (the next capture overwrites them)."""
+        frame = self._run(lambda c: self._grab(c, region, cursor, borrow=True))
+        try:
+            return use(frame)  # not inside _run: an OSError of the encoder is no lost connection
+        finally:
+            if isinstance(frame.pixels, memoryview):
+                frame.pixels.release()  # a view kept past this point fails instead of reading stale pixels
 
-        return self._run(grab)
+    def _grab(self, c: _Connection, region: tuple[int, int, int, int] | None, cursor: bool, borrow: bool) -> Frame:
+        x, y, width, height = region or (0, 0, c.width, c.height)
+        if c.grabber is None:
+            pixels = c.root.get_image(x, y, width, height, X.ZPixmap, 0xFFFFFFFF).data
+        elif borrow:
+            pixels = c.grabber.grab_view(x, y, width, height)
+        else:
+            pixels = c.grabber.grab(x, y, width, height)
+        return Frame(x, y, width, height, pixels, self._cursor_sprite(c) if cursor else None)
 
     @staticmethod
     def _cursor_sprite(c: _Connection) -> CursorSprite:
@@ -177,8 +210,8 @@ class X11Desktop:
 
         self._run(run, retry=False)
 
-    def _with_modifiers(self, c: _Connection, modifiers: list[int], action) -> None:
-        held = c.keyboard.press_keysyms(modifiers) if modifiers else []
+    def _with_modifiers(self, c: _Connection, modifiers: list[int], action: Callable[[], object]) -> None:
+        held = c.current_keyboard().press_keysyms(modifiers) if modifiers else []
         try:
             action()
         finally:
@@ -186,7 +219,7 @@ class X11Desktop:
                 c.keyboard.release_keycodes(held)
                 c.display.sync()
 
-    def click(self, at: tuple[int, int] | None, button: str, count: int = 1, modifiers: list[int] = ()) -> None:
+    def click(self, at: tuple[int, int] | None, button: str, count: int = 1, modifiers: Sequence[int] = ()) -> None:
         def run(c: _Connection) -> None:
             if at is not None:
                 pointer.move(c.display, *at)
@@ -205,12 +238,12 @@ class X11Desktop:
 
         self._run(run, retry=False)
 
-    def drag(self, path: list[tuple[int, int]], button: str = "left", modifiers: list[int] = ()) -> None:
+    def drag(self, path: list[tuple[int, int]], button: str = "left", modifiers: Sequence[int] = ()) -> None:
         self._run(lambda c: self._with_modifiers(
             c, list(modifiers), lambda: pointer.drag(c.display, c.root, path, pointer.BUTTONS[button])
         ), retry=False)
 
-    def scroll(self, direction: str, amount: int, at: tuple[int, int] | None = None, modifiers: list[int] = ()) -> None:
+    def scroll(self, direction: str, amount: int, at: tuple[int, int] | None = None, modifiers: Sequence[int] = ()) -> None:
         def run(c: _Connection) -> None:
             if at is not None:
                 pointer.move(c.display, *at)
@@ -222,16 +255,17 @@ class X11Desktop:
 
     def key(self, sequence: list[list[int]], repeat: int = 1) -> None:
         def run(c: _Connection) -> None:
+            keyboard = c.current_keyboard()
             for _ in range(repeat):
                 for combo in sequence:
-                    c.keyboard.tap_combo(combo)
+                    keyboard.tap_combo(combo)
             c.display.sync()
 
         self._run(run, retry=False)
 
     def hold(self, keysyms: list[int], duration_s: float) -> None:
         def run(c: _Connection) -> None:
-            held = c.keyboard.press_keysyms(keysyms)
+            held = c.current_keyboard().press_keysyms(keysyms)
             c.display.sync()
             try:
                 time.sleep(duration_s)
@@ -242,7 +276,7 @@ class X11Desktop:
         self._run(run, retry=False)
 
     def type_keysyms(self, keysyms: list[int]) -> None:
-        self._run(lambda c: c.keyboard.type_keysyms(keysyms), retry=False)
+        self._run(lambda c: c.current_keyboard().type_keysyms(keysyms), retry=False)
 
     # -- settling -----------------------------------------------------------------------
 
@@ -260,6 +294,10 @@ class X11Desktop:
 
     def window_ids(self) -> list[int]:
         return self._run(lambda c: c.windows.client_ids())
+
+    def windows_with_roles(self) -> list[tuple[WindowInfo, str]]:
+        """Windows (bottom to top) with their role: "main", "dialog", "splash" or "gone"."""
+        return self._run(lambda c: [(window, c.windows.role(window.id)) for window in c.windows.list()])
 
     def activate(self, window_id: int) -> bool:
         return self._run(lambda c: c.windows.activate(window_id), retry=False)

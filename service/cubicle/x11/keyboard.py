@@ -11,15 +11,26 @@ when it reads the event, so two rules keep typing exact:
   pressed for a while and the app has drawn since, then gone quiet (it has drawn what it was
   sent), so an earlier character cannot turn into a later one. Keycodes that carry only multimedia
   keysyms (XF86*) count as spare too: more room means rebinding is rare.
+
+The table follows the server's mapping: a change made behind our back (`setxkbmap de`,
+`xmodmap` in the desktop's shell) arrives as a MappingNotify event, and the table is read
+afresh before the next key is sent. Our own rebinding of a spare keycode comes back as a
+MappingNotify too; those are recognised and cost nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from Xlib import X, XK
+from Xlib import XK, X
 from Xlib.ext import xtest
+
+if TYPE_CHECKING:
+    from Xlib.display import Display
+    from Xlib.protocol.rq import Event
 
 from .keys import MODIFIER_KEYSYMS
 
@@ -41,31 +52,76 @@ def _is_multimedia(keysym: int) -> bool:
 
 
 class Keyboard:
-    def __init__(self, display, wait_until_drawn=None):
+    def __init__(self, display: Display, wait_until_drawn: Callable[[], object] | None = None) -> None:
         """`wait_until_drawn()` returns once the screen has stopped changing (capped)."""
         self._display = display
         self._wait_until_drawn = wait_until_drawn or (lambda: None)
-        info = display.display.info
-        first, last = info.min_keycode, info.max_keycode
-        mapping = display.get_keyboard_mapping(first, last - first + 1)
         # keysym -> (keycode, needs_shift); the first (lowest) keycode wins, level 1 before 2.
         self._keycodes: dict[int, tuple[int, bool]] = {}
-        spare: list[int] = []
+        # Spare keycodes in least-recently-used order: keycode -> (bound keysym, last press time).
+        self._spare: OrderedDict[int, tuple[int, float]] = OrderedDict()
+        self._shift: int | None = None
+        self._caught_up_at = 0.0  # when the app was last seen to have drawn what it was sent
+        # MappingNotify events our own rebindings will bring back, per keycode.
+        self._own_changes: Counter[int] = Counter()
+        self._mapping_changed = False
+        self._read_mapping()
+
+    # -- following the server's mapping ---------------------------------------------------
+
+    def _read_mapping(self) -> None:
+        """Build the table from the server's mapping. A spare keycode that still holds what we
+        bound on it stays ours, with its binding and last press time."""
+        info = self._display.display.info
+        first, last = info.min_keycode, info.max_keycode
+        mapping = self._display.get_keyboard_mapping(first, last - first + 1)
+        keycodes: dict[int, tuple[int, bool]] = {}
+        still_bound: set[int] = set()
+        empty: list[int] = []
         for offset, syms in enumerate(mapping):
             keycode = first + offset
+            bound = self._spare.get(keycode, (0, 0.0))[0]
+            if bound and syms[0] == bound and all(sym in (0, bound) for sym in syms):
+                still_bound.add(keycode)
+                continue
             if all(not sym or _is_multimedia(sym) for sym in syms):
-                spare.append(keycode)
+                empty.append(keycode)
                 continue
             # Keypad keys reach their second level with NumLock, not Shift: KP_0 on the
             # KP_Insert key is left out here and gets a spare keycode of its own instead.
             levels = (0,) if _is_keypad(syms[0]) else (0, 1)
             for level in levels:
                 if level < len(syms) and syms[level]:
-                    self._keycodes.setdefault(syms[level], (keycode, level == 1))
-        # Spare keycodes in least-recently-used order: keycode -> (bound keysym, last press time).
-        self._spare: OrderedDict[int, tuple[int, float]] = OrderedDict((k, (0, 0.0)) for k in spare)
-        self._shift = self._keycodes.get(XK.string_to_keysym("Shift_L"), (None, False))[0]
-        self._caught_up_at = 0.0  # when the app was last seen to have drawn what it was sent
+                    keycodes.setdefault(syms[level], (keycode, level == 1))
+        # Never used spares first (least recently used), then the known ones in their order.
+        spare: OrderedDict[int, tuple[int, float]] = OrderedDict(
+            (k, (0, 0.0)) for k in empty if k not in self._spare
+        )
+        for keycode, (bound, pressed) in self._spare.items():
+            if keycode in still_bound:
+                spare[keycode] = (bound, pressed)
+                keycodes.setdefault(bound, (keycode, False))
+            elif keycode in empty:
+                spare[keycode] = (0, pressed)  # the layout's change wiped our binding
+        self._keycodes, self._spare = keycodes, spare
+        self._shift = keycodes.get(XK.string_to_keysym("Shift_L"), (None, False))[0]
+
+    def note_mapping_change(self, event: Event) -> None:
+        """Take in a MappingNotify event. One that reports a rebinding of our own is expected;
+        any other change to the keyboard or its modifiers makes the table stale."""
+        if event.request == X.MappingPointer:
+            return
+        if event.request == X.MappingKeyboard and event.count == 1 and self._own_changes[event.first_keycode]:
+            self._own_changes[event.first_keycode] -= 1
+            return
+        self._display.refresh_keyboard_mapping(event)  # python-xlib's own keysym cache
+        self._mapping_changed = True
+
+    def follow_mapping(self) -> None:
+        """Read the mapping afresh if it changed since it was read (call before sending keys)."""
+        if self._mapping_changed:
+            self._mapping_changed = False
+            self._read_mapping()
 
     # -- lookup -------------------------------------------------------------------------
 
@@ -100,10 +156,11 @@ class Keyboard:
             self._caught_up_at = time.monotonic()
         for keycode, keysym in zip(victims, missing):
             old = self._spare[keycode][0]
-            if old:
-                self._keycodes.pop(old, None)
+            if old and self._keycodes.get(old, (None, False))[0] == keycode:
+                del self._keycodes[old]  # unless the layout itself has it on another key
             # The same keysym on both levels, so a held Shift cannot change what it types.
             self._display.change_keyboard_mapping(keycode, [(keysym, keysym)])
+            self._own_changes[keycode] += 1
             self._spare[keycode] = (keysym, time.monotonic())
             self._spare.move_to_end(keycode)
             self._keycodes[keysym] = (keycode, False)

@@ -50,8 +50,8 @@ MODIFIER_KEYSYMS = frozenset(
     )
 )
 
-NEWLINE_KEYSYM = XK.string_to_keysym("Return")
-TAB_KEYSYM = XK.string_to_keysym("Tab")
+NEWLINE_KEYSYM: int = XK.string_to_keysym("Return")
+TAB_KEYSYM: int = XK.string_to_keysym("Tab")
 
 
 @functools.cache

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import math
 import time
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
 from Xlib import X
 from Xlib.ext import xtest
+
+if TYPE_CHECKING:
+    from Xlib.display import Display
+    from Xlib.xobject.drawable import Window
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3}
 WHEEL_BUTTONS = {"up": 4, "down": 5, "left": 6, "right": 7}
@@ -22,15 +28,15 @@ DRAG_STEP_PX = 12
 DRAG_STEP_DELAY_S = 0.004
 
 
-def move(display, x: int, y: int) -> None:
+def move(display: Display, x: int, y: int) -> None:
     xtest.fake_input(display, X.MotionNotify, x=x, y=y)
 
 
-def button(display, number: int, down: bool) -> None:
+def button(display: Display, number: int, down: bool) -> None:
     xtest.fake_input(display, X.ButtonPress if down else X.ButtonRelease, number)
 
 
-def wait_until_released(display, root, number: int) -> None:
+def wait_until_released(display: Display, root: Window, number: int) -> None:
     """Return once the X server has processed our button releases.
 
     A click-to-focus window manager grabs the pointer synchronously on a press: the pointer
@@ -47,7 +53,7 @@ def wait_until_released(display, root, number: int) -> None:
         time.sleep(0.001)
 
 
-def click(display, root, number: int, count: int) -> None:
+def click(display: Display, root: Window, number: int, count: int) -> None:
     for _ in range(count):
         button(display, number, True)
         button(display, number, False)
@@ -55,7 +61,7 @@ def click(display, root, number: int, count: int) -> None:
     wait_until_released(display, root, number)
 
 
-def scroll(display, root, direction: str, amount: int) -> None:
+def scroll(display: Display, root: Window, direction: str, amount: int) -> None:
     wheel = WHEEL_BUTTONS[direction]
     for _ in range(amount):
         button(display, wheel, True)
@@ -67,14 +73,14 @@ def scroll(display, root, direction: str, amount: int) -> None:
 def interpolate(path: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Every corner of the path plus points in between, no two further apart than DRAG_STEP_PX."""
     points = [path[0]]
-    for (x0, y0), (x1, y1) in zip(path, path[1:]):
+    for (x0, y0), (x1, y1) in pairwise(path):
         steps = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / DRAG_STEP_PX))
         for step in range(1, steps + 1):
             points.append((round(x0 + (x1 - x0) * step / steps), round(y0 + (y1 - y0) * step / steps)))
     return points
 
 
-def drag(display, root, path: list[tuple[int, int]], number: int = 1) -> None:
+def drag(display: Display, root: Window, path: list[tuple[int, int]], number: int = 1) -> None:
     move(display, *path[0])
     display.sync()
     button(display, number, True)
@@ -89,6 +95,6 @@ def drag(display, root, path: list[tuple[int, int]], number: int = 1) -> None:
     wait_until_released(display, root, number)
 
 
-def position(display, root) -> tuple[int, int]:
+def position(display: Display, root: Window) -> tuple[int, int]:
     reply = root.query_pointer()
     return reply.root_x, reply.root_y

@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import select
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from Xlib.ext import damage
+
+if TYPE_CHECKING:
+    from Xlib.display import Display
+    from Xlib.protocol.rq import Event
+    from Xlib.xobject.drawable import Window
 
 _REPORT_NON_EMPTY = 3  # DamageReportNonEmpty: one event per empty -> non-empty transition
 
@@ -23,8 +30,13 @@ class SettleReport:
 
 
 class DamageWatcher:
-    def __init__(self, display, root):
+    """Also the one reader of the connection's events: the others (MappingNotify) go to
+    `on_other_event`."""
+
+    def __init__(self, display: Display, root: Window, on_other_event: Callable[[Event], object] | None = None):
         self._display = display
+        self._on_other_event = on_other_event or (lambda event: None)
+        self._unclaimed = 0  # damage reports read by poll() and not drained yet
         self._damage = display.display.allocate_resource_id()
         damage.DamageCreate(
             display=display.display,
@@ -46,13 +58,19 @@ class DamageWatcher:
         )
         self._display.flush()
 
-    def drain(self) -> int:
-        """Consume queued events; return how many were damage reports (and re-arm if any)."""
-        seen = 0
+    def poll(self) -> None:
+        """Read queued events: damage reports are kept for the next drain, the others handed on."""
         while self._display.pending_events():
             event = self._display.next_event()
             if event.type == self._event_type:
-                seen += 1
+                self._unclaimed += 1
+            else:
+                self._on_other_event(event)
+
+    def drain(self) -> int:
+        """Consume queued events; return how many were damage reports (and re-arm if any)."""
+        self.poll()
+        seen, self._unclaimed = self._unclaimed, 0
         if seen:
             self._rearm()
         return seen

@@ -12,9 +12,14 @@ import ctypes.util
 import os
 import socket
 import struct
+from typing import TYPE_CHECKING
 
 from Xlib import X
 from Xlib.protocol import rq
+
+if TYPE_CHECKING:
+    from Xlib.display import Display
+    from Xlib.xobject.drawable import Window
 
 EXTENSION = "MIT-SHM"
 
@@ -31,7 +36,8 @@ _libc.shmdt.argtypes = (ctypes.c_void_p,)
 _libc.shmctl.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
 
 
-class _Attach(rq.Request):
+# python-xlib has no type information: its request classes are Any to mypy.
+class _Attach(rq.Request):  # type: ignore[misc]
     _request = rq.Struct(
         rq.Card8("opcode"),
         rq.Opcode(1),
@@ -43,7 +49,7 @@ class _Attach(rq.Request):
     )
 
 
-class _Detach(rq.Request):
+class _Detach(rq.Request):  # type: ignore[misc]
     _request = rq.Struct(
         rq.Card8("opcode"),
         rq.Opcode(2),
@@ -52,7 +58,7 @@ class _Detach(rq.Request):
     )
 
 
-class _GetImage(rq.ReplyRequest):
+class _GetImage(rq.ReplyRequest):  # type: ignore[misc]
     _request = rq.Struct(
         rq.Card8("opcode"),
         rq.Opcode(4),
@@ -79,7 +85,7 @@ class _GetImage(rq.ReplyRequest):
     )
 
 
-def _segment_mode(display) -> int:
+def _segment_mode(display: Display) -> int:
     """Who may attach the segment. The X server attaches it with its own user's rights: when
     that is another user (the image runs the server and the X session as two users), others
     must be able to read and write it. What it holds is pixels of the screen, which every
@@ -95,7 +101,7 @@ def _segment_mode(display) -> int:
 class ShmGrabber:
     """Grabs rectangles of the root window (32 bits per pixel, BGRX) into shared memory."""
 
-    def __init__(self, display, root, max_width: int, max_height: int):
+    def __init__(self, display: Display, root: Window, max_width: int, max_height: int) -> None:
         self._display = display
         self._root = root
         # python-xlib only registers extensions it has modules for; ask the server directly.
@@ -134,6 +140,16 @@ class ShmGrabber:
 
     def grab(self, x: int, y: int, width: int, height: int) -> bytes:
         """Pixels of the rectangle, row after row, 4 bytes each (B, G, R, unused)."""
+        return ctypes.string_at(self._address, self._grab(x, y, width, height))
+
+    def grab_view(self, x: int, y: int, width: int, height: int) -> memoryview:
+        """Like grab, but the segment itself rather than a copy: valid until the next grab or
+        close. Release the view when done with it."""
+        size = self._grab(x, y, width, height)
+        return memoryview((ctypes.c_char * size).from_address(self._address)).cast("B")
+
+    def _grab(self, x: int, y: int, width: int, height: int) -> int:
+        """Has the X server write the rectangle into the segment; returns its size in bytes."""
         size = width * height * 4
         if size > self._size:
             raise ValueError("rectangle larger than the shared segment")
@@ -150,7 +166,7 @@ class ShmGrabber:
             shmseg=self._segment,
             offset=0,
         )
-        return ctypes.string_at(self._address, size)
+        return size
 
     def close(self) -> None:
         try:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from Xlib import X, Xatom
 from Xlib.error import BadWindow, XError
 from Xlib.protocol import event as xevent
+
+if TYPE_CHECKING:
+    from Xlib.display import Display
+    from Xlib.xobject.drawable import Window
 
 from .errors import WindowNotFound
 
@@ -28,7 +34,7 @@ class WindowInfo:
 
 
 class Windows:
-    def __init__(self, display, root):
+    def __init__(self, display: Display, root: Window) -> None:
         self._display = display
         self._root = root
         self._atoms: dict[str, int] = {}
@@ -38,7 +44,7 @@ class Windows:
             self._atoms[name] = self._display.intern_atom(name)
         return self._atoms[name]
 
-    def _property(self, window, name: str, kind: int):
+    def _property(self, window: Window, name: str, kind: int) -> Any:
         reply = window.get_full_property(self._atom(name), kind)
         return None if reply is None else reply.value
 
@@ -95,6 +101,20 @@ class Windows:
             minimized=self._atom("_NET_WM_STATE_HIDDEN") in state,
         )
 
+    def role(self, window_id: int) -> str:
+        """"splash" (a splash screen: _NET_WM_WINDOW_TYPE_SPLASH), "dialog" (transient for
+        another window) or "main"; "gone" if the window no longer exists. What an app was
+        launched for is its main window: a splash closes, a dialog belongs to another window."""
+        window = self._display.create_resource_object("window", window_id)
+        try:
+            types = self._property(window, "_NET_WM_WINDOW_TYPE", Xatom.ATOM) or []
+            transient_for = window.get_wm_transient_for()
+        except (BadWindow, XError):
+            return "gone"
+        if self._atom("_NET_WM_WINDOW_TYPE_SPLASH") in types:
+            return "splash"
+        return "dialog" if transient_for is not None else "main"
+
     def list(self) -> list[WindowInfo]:
         active = self.active_id()
         found = []
@@ -109,7 +129,8 @@ class Windows:
         if window_id not in self.client_ids():
             raise WindowNotFound(window_id)
 
-    def _client_message(self, window_id: int, name: str, data: list[int]) -> None:
+    # builtins.list: in this class `list` is the method above.
+    def _client_message(self, window_id: int, name: str, data: builtins.list[int]) -> None:
         window = self._display.create_resource_object("window", window_id)
         message = xevent.ClientMessage(
             window=window, client_type=self._atom(name), data=(32, (data + [0] * 5)[:5])
