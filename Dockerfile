@@ -29,11 +29,14 @@ RUN apt-get update \
  && apt-get clean && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/cubicle
 # The dependencies first, read from pyproject.toml, so that a change to the source alone
-# reuses this layer. One virtualenv serves both images, so it has the agent and fleet extras.
-COPY pyproject.toml /src/
+# reuses this layer.
+# One virtualenv serves both images, so it has the agent, fleet and osworld extras; PyAutoGUI,
+# which OSWorld's /execute imports, comes without its declared dependencies (see the file).
+COPY pyproject.toml desktop/osworld-requirements.txt /src/
 RUN python3 -c 'import tomllib; p = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; e = p["optional-dependencies"]; \
-print("\n".join(p["dependencies"] + e["agent"] + e["fleet"]))' > /tmp/requirements.txt \
- && /opt/cubicle/bin/pip install --quiet -r /tmp/requirements.txt
+print("\n".join(p["dependencies"] + e["agent"] + e["fleet"] + e["osworld"]))' > /tmp/requirements.txt \
+ && /opt/cubicle/bin/pip install --quiet -r /tmp/requirements.txt \
+ && /opt/cubicle/bin/pip install --quiet --no-deps -r /src/osworld-requirements.txt
 COPY README.md /src/
 COPY service /src/service
 COPY desktop /src/desktop

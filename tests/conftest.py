@@ -21,8 +21,21 @@ from cubicle.client import DesktopClient
 
 # The helpers' old home: still importable from here (tests/test_image.py imports them so).
 from support import (  # noqa: F401
-    CHROMIUM, CHROMIUM_ARGS, ROOT, TOKEN, VIEWPORT, Recorder, RunningDesktop, Serving, free_display,
-    free_port, pixel, running_desktop, start_recorder, wait_healthy, wait_until,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ROOT,
+    TOKEN,
+    VIEWPORT,
+    Recorder,
+    RunningDesktop,
+    Serving,
+    free_display,
+    free_port,
+    pixel,
+    running_desktop,
+    start_recorder,
+    wait_healthy,
+    wait_until,
 )
 
 MARKS_BY_FIXTURE = {

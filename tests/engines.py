@@ -96,7 +96,7 @@ class FleetProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "FleetProcess":
+    def start(self) -> FleetProcess:
         self.port = self.port or free_port()  # a restart listens where the fleet was
         with open(self.state_dir / "fleet.log", "ab") as log:  # the child keeps its own copy
             self.process = self._spawn(log)

@@ -131,8 +131,8 @@ def a_desktop_that_died_shows_failed_and_is_cleaned_up(fleet: FleetProcess, engi
         engine.kill(fleet, victim.id)
         failed = wait_until(lambda: (d := api.get(victim.id)).status == "failed" and d, 60, "the killed desktop to show failed")
         assert failed.reason
-        with pytest.raises(CubicleError) as refused:
-            FleetClient.desktop(victim).screenshot()
+        with FleetClient.desktop(victim) as dead, pytest.raises(CubicleError) as refused:
+            dead.screenshot()
         assert refused.value.status == 502 and refused.value.code == "desktop_failed"
         wait_until(lambda: not any(victim_ref in item for items in engine.owned(fleet).values() for item in items), 120,
                    "what was left of the dead desktop to be removed")

@@ -107,16 +107,16 @@ def wait_healthy(url: str, timeout: float = 90.0) -> dict:
 
 
 @contextlib.contextmanager
-def running_desktop(state_dir: Path, size: str = "1280x800"):
-    """`cubicle desktop` on a free display and ports, stopped (with everything it started)
-    on exit. A test that calls this itself (not through a fixture) is marked `desktop`."""
+def running_desktop(state_dir: Path, size: str = "1280x800", args: tuple[str, ...] = ()):
+    """`cubicle desktop` on a free display and ports (and `args`), stopped (with everything it
+    started) on exit. A test that calls this itself (not through a fixture) is marked `desktop`."""
     number, port, vnc_port = free_display(), free_port(), free_port()
     env = dict(os.environ, CUBICLE_TOKEN=TOKEN)
     env.pop("DISPLAY", None)
     with open(state_dir / "desktop.out", "wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "cubicle", "desktop", "--display", str(number), "--port", str(port),
-             "--vnc-port", str(vnc_port), "--size", size, "--state-dir", str(state_dir)],
+             "--vnc-port", str(vnc_port), "--size", size, "--state-dir", str(state_dir), *args],
             env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
         )
     running = RunningDesktop(f"http://127.0.0.1:{port}", TOKEN, f":{number}", state_dir, process, vnc_port)

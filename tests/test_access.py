@@ -21,16 +21,17 @@ from pathlib import Path
 import anthropic
 import httpx
 import pytest
-from support import Serving, free_port, wait_until
-from cubicle.agent.runs import RunStore
-from cubicle.agent.service import create_worker_app
-from cubicle.server.app import create_app
-from fake_anthropic import FakeAnthropic, message, text, tool_use
 from fastapi.routing import APIWebSocketRoute
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.testclient import TestClient
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
+
+from cubicle.agent.runs import RunStore
+from cubicle.agent.service import create_worker_app
+from cubicle.server.app import create_app
+from fake_anthropic import FakeAnthropic, message, text, tool_use
+from support import Serving, free_port, wait_until
 
 API_KEY = "sk-ant-access-" + secrets.token_hex(16)
 WORKER_TOKEN = "access-worker-token-" + secrets.token_hex(12)

@@ -12,7 +12,7 @@ import pytest
 from cubicle.agent.computer import HALT_TEXT
 from cubicle.agent.loop import Agent, Budgets
 from cubicle.agent.runs import RunStore
-from fake_anthropic import Error, FakeAnthropic, last_image, message, text, tool_use, tool_results
+from fake_anthropic import Error, FakeAnthropic, last_image, message, text, tool_results, tool_use
 
 API_KEY = "sk-ant-test-" + "k" * 24
 XTERM_LAUNCHER = (17, 784)  # the first launcher of the panel, in screen pixels
@@ -213,8 +213,8 @@ def test_pruning_keeps_the_prefix_identical_between_prunes(client, desktop, fake
 
 @pytest.mark.desktop  # a 1920x1080 desktop of its own
 def test_model_coordinates_land_exactly_when_screenshots_are_scaled(tmp_path_factory, fake, tmp_path):
-    from support import running_desktop, start_recorder
     from cubicle.client import DesktopClient
+    from support import running_desktop, start_recorder
 
     with running_desktop(tmp_path_factory.mktemp("big"), size="1920x1080") as big:
         with DesktopClient(big.url, big.token) as client:

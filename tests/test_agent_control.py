@@ -11,8 +11,8 @@ from cubicle.agent.control import RunControl
 from cubicle.agent.loop import Agent
 from cubicle.agent.policy import Policy
 from cubicle.agent.runs import RunStore
-from support import wait_until
 from fake_anthropic import FakeAnthropic, message, text, tool_results, tool_use
+from support import wait_until
 
 POLICY = Policy.from_text("""
 [[hold]]
@@ -74,7 +74,7 @@ def test_an_approved_action_runs(client, desktop, tmp_path):
     server = FakeAnthropic([lambda r: message(tool_use("bash", {"command": f"rm -rf {victim}"})), lambda r: message(text("done"))])
     control = RunControl()
     try:
-        run, thread = run_in_thread(agent_for(client, desktop, server, tmp_path, control, POLICY), "Clean up.")
+        _run, thread = run_in_thread(agent_for(client, desktop, server, tmp_path, control, POLICY), "Clean up.")
         wait_until(lambda: control.pending)
         control.decide(next(iter(control.pending)), approve=True)
         thread.join(30)

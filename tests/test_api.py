@@ -17,6 +17,8 @@ ROUTES = [
     ("GET", "/windows"), ("POST", "/windows/1/activate"), ("POST", "/windows/1/close"),
     ("POST", "/apps/launch"), ("GET", "/clipboard"), ("PUT", "/clipboard"), ("GET", "/openapi.json"),
     ("POST", "/shell/run"), ("POST", "/shell/restart"), ("GET", "/files"), ("PUT", "/files"), ("PUT", "/token"), ("GET", "/apps"),
+    ("GET", "/accessibility"), ("POST", "/recording/start"), ("POST", "/recording/stop"), ("GET", "/recording"),
+    ("GET", "/recording/0123456789abcdef"), ("DELETE", "/recording/0123456789abcdef"),
 ]
 
 
@@ -32,7 +34,8 @@ def auth(desktop):
 
 def test_every_route_in_the_schema_is_covered_here(http, desktop):
     schema = http.get("/openapi.json", headers=auth(desktop)).json()
-    listed = {(method.upper(), path.replace("{window_id}", "1")) for path, ops in schema["paths"].items() for method in ops}
+    listed = {(method.upper(), path.replace("{window_id}", "1").replace("{recording_id}", "0123456789abcdef"))
+              for path, ops in schema["paths"].items() for method in ops}
     assert listed - {("GET", "/health")} <= set(ROUTES)
 
 

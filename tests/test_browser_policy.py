@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from anthropic.tools import ToolError
 from anthropic.tools.browser import BetaURLContext
+
 from cubicle.anthropic import DesktopFilePolicy, URLRules
 from cubicle.anthropic.browser_keys import (
     chord_keys,

@@ -26,6 +26,10 @@ from typing import Any
 import anthropic
 import pytest
 from anthropic.tools.browser import BetaToolsetCallContext
+from PIL import Image
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
 from cubicle.agent.scripted_api import (
     ScriptedAPI,
     message,
@@ -41,10 +45,7 @@ from cubicle.anthropic import (
 )
 from cubicle.bench.browser import element_page, measure_read_page
 from cubicle.client import DesktopClient
-from PIL import Image
 from support import free_port, running_desktop, wait_until
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import connect
 
 MODEL = "claude-sonnet-5"
 ALL_MEMBERS_ON = {name: {"enabled": True} for name in ("file_upload", "javascript_exec", "read_console", "read_network")}

@@ -7,11 +7,11 @@ from __future__ import annotations
 import threading
 
 import httpx
-from test_viewer import canvas_box, page_point
-from test_worker import MODEL, gated, worker  # noqa: F401  (fixture)
 
 from cubicle.agent.loop import TAKEN_OVER_TEXT
 from fake_anthropic import message, text, tool_results, tool_use
+from test_viewer import canvas_box, page_point
+from test_worker import MODEL, gated, worker  # noqa: F401  (fixture)
 
 
 def log_texts(page) -> list[str]:

@@ -21,9 +21,11 @@ class DockerEngine:
     def owned(self, fleet: FleetProcess) -> dict[str, list[str]]:
         client = docker_client()
         label = {"label": f"{OWNER_LABEL}={fleet.name}"}
-        containers = client.containers.list(all=True, filters=label)
-        return {"desktops": sorted({c.labels[REF_LABEL] for c in containers if c.labels.get(ROLE_LABEL) == "session"}),
-                "containers": [c.name for c in containers],
+        # sparse: no inspect per container, which would fail for one the fleet removes meanwhile
+        containers = [(c.attrs["Names"][0].lstrip("/"), c.attrs.get("Labels") or {})
+                      for c in client.containers.list(all=True, sparse=True, filters=label)]
+        return {"desktops": sorted({labels[REF_LABEL] for _, labels in containers if labels.get(ROLE_LABEL) == "session"}),
+                "containers": [name for name, _ in containers],
                 "networks": [n.name for n in client.networks.list(filters=label)],
                 "volumes": [v.name for v in client.volumes.list(filters=label)]}
 

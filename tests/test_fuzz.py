@@ -1,226 +1,102 @@
-"""Fuzzing the desktop's and the worker's HTTP APIs with schemathesis, from their own OpenAPI
-schemas: every operation, with the token, data that fits the schema and data that does not.
-No answer may be a 5xx, and every answer must be what the schema says (status, content type,
-body and headers); data that breaks the schema must be refused with a 4xx.
+"""The HTTP APIs of the desktop, the worker and the fleet, tried as an API user would:
+schemathesis' command line against each running service, from the OpenAPI schema the service
+publishes, with every check (`--checks all`) and every phase (examples, coverage, fuzzing,
+stateful). Any finding fails the test, with schemathesis' report: a 5xx, an answer the schema
+does not describe (status, content type, headers, body), data that breaks the schema but is
+taken, valid data that is refused, a wrong `Allow` on a 405, a route that ignores its token.
 
-The desktop under fuzz is one of its own (like test_session.py's), with CUBICLE_FILES_ROOT
-set to a temporary folder, so the shared test desktop is never touched. Even so, a generated
-request must not do harm on the machine that runs the tests, so a few values are tamed before
-they are sent, and only ever from one valid value to another (data meant to break the schema
-still breaks it):
-- /shell/run: the generated text reaches bash as the content of a here-document printed by
-  `cat`, not as commands (random text would run as the test user's commands);
-- /apps/launch: the program is `true`, the generated arguments are kept;
-- /files: relative paths are put inside the files root; other paths are refused by the
-  server itself (403 outside_root), which is part of what is tested;
-- waits, hold_key durations, settle times, launch timeouts, batches, drag paths and typed
-  text are kept short, and clicks stay off the panel (its launchers start Firefox and LibreOffice), so
-  the run stays within its time bound.
+The schemas say what the servers refuse. What no schema can say is in tests/schemathesis.toml,
+each exception with its reason (coordinates and key names depend on the live desktop, say),
+and so is each 5xx that is the documented answer (503 from a worker without a fleet). The
+requests are made safe for the machine that runs the tests by tests/fuzz_hooks.py, which the
+command line applies to every case of every phase, stateful ones included (shell text never
+runs as commands, launches run `true`, files stay inside a temporary folder, waits are short,
+runs go only to the fuzz desktop); the desktop under fuzz is one of its own, whose file
+routes are kept inside that folder. The MCP face (/mcp on the desktop) has no OpenAPI schema:
+it is not in the desktop's, and tests/test_mcp*.py try it with MCP clients.
 
-The run is bounded: CUBICLE_FUZZ_EXAMPLES examples per operation and mode (default 40),
-derandomized so that CI sees the same cases every time; set CUBICLE_FUZZ_SEED to any other
-value to explore other ones.
+The run is bounded: CUBICLE_FUZZ_EXAMPLES examples per operation (default 30) and
+derandomized, so that CI sees the same cases every time; set CUBICLE_FUZZ_SEED to explore
+other ones and CUBICLE_FUZZ_EXAMPLES to go further (a few hundred for a long run).
+
+`schemathesis_run` takes any service (a base URL, its token, the hooks' settings and a
+working folder): another service is fuzzed by a test that starts it and calls it, with a
+[[project]] of its own in the config file (chosen by its schema's title).
 """
-
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import secrets
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from unittest import mock
+from urllib.parse import urlsplit
 
-import anthropic
 import httpx
-import hypothesis
 import pytest
-import schemathesis
-from conftest import Serving, running_desktop
-from cubicle.agent.runs import RunStore
-from cubicle.agent.service import create_worker_app
-from fake_anthropic import FakeAnthropic, message, text
-from hypothesis import HealthCheck, Phase
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
-EXAMPLES = int(os.environ.get("CUBICLE_FUZZ_EXAMPLES", "40"))
+from cubicle.agent.scripted_api import ScriptedAPI, message, text
+from cubicle.fleet.backends.docker import OWNER_LABEL
+from engines import desktop_image, docker_client, new_fleet
+from support import free_port, running_desktop, wait_until
+
+HERE = Path(__file__).resolve().parent
+HOOKS = HERE / "fuzz_hooks.py"
+CONFIG = HERE / "schemathesis.toml"
+SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
+EXAMPLES = int(os.environ.get("CUBICLE_FUZZ_EXAMPLES", "30"))
 SEED = os.environ.get("CUBICLE_FUZZ_SEED")
-MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
-# positive_data_acceptance is left out on purpose: a coordinate's bounds, a key's name and
-# whether a window exists depend on the live desktop, which no schema can say, so valid-looking
-# data is rightly refused with a 4xx.
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    negative_data_rejection,
-]
-
-WORKER_CHECKS = CHECKS  # the worker's schema documents its errors too
+PHASES = "examples,coverage,fuzzing,stateful"
+# Beyond pytest's 300 s for a test: a wider run takes longer.
+pytestmark = pytest.mark.timeout(600 + 60 * EXAMPLES)
 MODEL = "claude-haiku-4-5"
-WORKER_TOKEN = "fuzz-worker-token-" + secrets.token_hex(8)
 API_KEY = "sk-ant-fuzz-" + "f" * 24
 
 
-# -- taming: valid values that would take long or do harm become valid values that do not --
+def schemathesis_run(base_url: str, token: str, hooks: dict[str, str], workdir: Path, config: Path = CONFIG,
+                     timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+    """`schemathesis run` against the service at `base_url`, from the schema it publishes (read
+    with `token`), with every check and phase, the hooks of tests/fuzz_hooks.py (`hooks`: their
+    CUBICLE_FUZZ_* settings, without the prefix) and `config`. Its report is printed (pytest
+    shows it when the test fails) and kept in `workdir`, where it runs."""
+    published = httpx.get(base_url + "/openapi.json", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert published.status_code == 200, published.text
+    schema = workdir / "openapi.json"
+    schema.write_text(published.text, encoding="utf-8")
+    command = [
+        str(SCHEMATHESIS), "--config-file", str(config), "--no-color", "run", str(schema), "--url", base_url,
+        "--checks", "all", "--phases", PHASES, "--max-examples", str(EXAMPLES), "--workers", "1",
+        "--request-timeout", "60", "--suppress-health-check", "all", "--report", "har", "--report-dir", str(workdir),
+    ]
+    command += ["--seed", SEED] if SEED is not None else ["--seed", "0", "--generation-deterministic"]
+    env = dict(os.environ, SCHEMATHESIS_HOOKS=str(HOOKS), CUBICLE_FUZZ_TOKEN=token)
+    env.update({f"CUBICLE_FUZZ_{name}": value for name, value in hooks.items()})
+    started = time.monotonic()
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, cwd=workdir)
+    (workdir / "report.txt").write_text(result.stdout + result.stderr, encoding="utf-8")
+    print(result.stdout, result.stderr, f"schemathesis: {time.monotonic() - started:.0f}s, report in {workdir}", sep="\n")
+    return result
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def answers(workdir: Path) -> list[tuple[str, str, int]]:
+    """(method, path, status) of every request of the run, from its HAR report."""
+    (har,) = workdir.glob("har-*.json")
+    entries = json.loads(har.read_text(encoding="utf-8"))["log"]["entries"]
+    return [(entry["request"]["method"], urlsplit(entry["request"]["url"]).path, entry["response"]["status"])
+            for entry in entries]
 
 
-def _cap(holder: dict, key: str, low: float, high: float, to: float) -> None:
-    """holder[key] = to, if it is a number in (low, high]: a valid value stays valid, an
-    invalid one is left as it is."""
-    value = holder.get(key)
-    if _number(value) and low < value <= high:
-        holder[key] = to
-
-
-def _coordinate_off_panel(value: Any, height: int) -> Any:
-    if isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        x, y = value
-        if height * 0.9 <= y < height:
-            return [x, y // 2]
-    return value
-
-
-def _tame_action(action: Any, height: int) -> None:
-    if not isinstance(action, dict):
-        return
-    kind = action.get("action")
-    if kind in ("wait", "hold_key"):
-        _cap(action, "duration", 0.05, 300, 0.05)
-    # Shortened only while within the schema's limits (20000 characters, 1000 points).
-    if kind == "type" and isinstance(action.get("text"), str) and 200 < len(action["text"]) <= 20_000:
-        action["text"] = action["text"][:200]
-    if kind == "left_click_drag" and isinstance(action.get("path"), list) and 10 < len(action["path"]) <= 1000:
-        action["path"] = action["path"][:10]
-    for key in ("coordinate", "start_coordinate"):
-        if key in action:
-            action[key] = _coordinate_off_panel(action[key], height)
-    if isinstance(action.get("path"), list):
-        action["path"] = [_coordinate_off_panel(point, height) for point in action["path"]]
-
-
-def _tame_settle(holder: Any) -> None:
-    if isinstance(holder, dict):
-        _cap(holder, "quiet_ms", 100, 5000, 100)
-        _cap(holder, "timeout_ms", 1000, 60000, 1000)
-
-
-def keep_unknown_query_keys(case) -> None:
-    """An undeclared query parameter whose value is None or an empty list would be dropped by
-    the HTTP client, sending a valid request that schemathesis still counts as breaking the
-    schema: send such a value as JSON text, so the server really gets the unknown parameter."""
-    if isinstance(case.query, dict):
-        declared = {parameter.name for parameter in case.operation.query}
-        for key, value in case.query.items():
-            if key not in declared and (value is None or isinstance(value, (list, dict))):
-                case.query[key] = json.dumps(value)
-
-
-def tame_desktop_case(case, files_root: str) -> None:
-    keep_unknown_query_keys(case)
-    where = (case.method.upper(), case.path)
-    body = case.body
-    if where == ("POST", "/actions"):
-        batch = body
-        if isinstance(body, dict) and "action" not in body:
-            batch = body.get("actions")
-            space = body.get("coordinate_space")
-            _tame_settle(body.get("settle"))
-        else:
-            space = None
-        height = space["height"] if isinstance(space, dict) and isinstance(space.get("height"), int) and space["height"] > 0 else 800
-        if isinstance(batch, list) and 10 < len(batch) <= 100:  # at most 100 actions: stays valid
-            del batch[10:]
-        for action in batch if isinstance(batch, list) else [batch]:
-            _tame_action(action, height)
-    elif where == ("GET", "/screenshot") and isinstance(case.query, dict):
-        _tame_settle(case.query)
-    elif where == ("POST", "/shell/run") and isinstance(body, dict):
-        command = body.get("command")
-        if isinstance(command, str) and command.strip() and "\0" not in command:
-            end = "FUZZ_END_" + secrets.token_hex(8)
-            body["command"] = f"cat <<'{end}'\n{command}\n{end}"
-        _cap(body, "timeout", 10, 600, 10)
-    elif where == ("POST", "/apps/launch") and isinstance(body, dict):
-        command = body.get("command")
-        if isinstance(command, str) and command.strip():
-            body["command"] = "true " + command
-        elif isinstance(command, list) and command and all(isinstance(part, str) for part in command):
-            body["command"] = ["true", *command[1:]]
-        if "timeout" not in body:
-            body["timeout"] = 0.1  # the default, 20 s, would be waited out in full: no window comes
-        _cap(body, "timeout", 0.1, 120, 0.1)
-    elif where in (("GET", "/files"), ("PUT", "/files")):
-        holder = case.query if where[0] == "GET" else body
-        if isinstance(holder, dict) and isinstance(holder.get("path"), str) and not holder["path"].startswith("/"):
-            holder["path"] = files_root + "/" + holder["path"]
-
-
-# -- the fuzzing loop -----------------------------------------------------------------------
-
-
-def fuzz(schema, call: Callable[[Any], None]) -> tuple[list[str], list[str], list[str]]:
-    """Every operation of the schema in both modes; returns (operations, failures, the
-    operations that no request can break the schema of)."""
-    operations, failures, unbreakable = [], [], []
-    for result in schema.get_all_operations():
-        operation = result.ok()
-        operations.append(operation.label)
-        for mode in MODES:
-            settings = hypothesis.settings(
-                max_examples=EXAMPLES, deadline=None, database=None, derandomize=SEED is None,
-                phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
-                verbosity=hypothesis.Verbosity.quiet, print_blob=False,
-            )
-
-            @settings
-            @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
-            def run(case):
-                call(case)
-
-            if SEED is not None:
-                run = hypothesis.seed(int(SEED))(run)
-            started = time.monotonic()
-            try:
-                run()
-            except hypothesis.errors.Unsatisfiable:
-                # Nothing to break: no parameters or body, or only a path parameter that is
-                # any string (a bad window id is a 4xx the positive cases already get).
-                if mode is GenerationMode.POSITIVE:
-                    failures.append(f"{operation.label} ({mode.value}): no case could be generated")
-                else:
-                    unbreakable.append(operation.label)
-            except (Exception, BaseExceptionGroup) as error:  # noqa: BLE001 - every failure is reported at the end
-                report = str(error)
-                failures.append(f"{operation.label} ({mode.value}): {report[:3000]}{' [...]' if len(report) > 3000 else ''}")
-            print(f"fuzz {operation.label} {mode.value}: {time.monotonic() - started:.1f}s")
-    return operations, failures, unbreakable
-
-
-def caller(base_url: str, token: str, tame: Callable[[Any], None], checks=CHECKS):
-    def call(case) -> None:
-        tame(case)
-        headers = {"Authorization": f"Bearer {token}"}
-        response = case.call(base_url=base_url, headers=headers, timeout=60)
-        case.validate_response(response, checks=checks, headers=headers)
-    return call
+def assert_no_findings(result: subprocess.CompletedProcess[str]) -> None:
+    """Exit code 0: no failure and no error (a schema schemathesis cannot read is one)."""
+    assert result.returncode == 0, (f"schemathesis exited with {result.returncode}:\n"
+                                    f"{result.stdout[-30000:]}\n{result.stderr[-5000:]}")
 
 
 # -- the desktop --------------------------------------------------------------------------
@@ -237,114 +113,142 @@ def fuzz_desktop(tmp_path_factory):
         yield running, files_root
 
 
-# A refusal of data that breaks the schema is one of these; 5xx is not (schemathesis would
-# count it as a rejection too), and 413 is how an oversized body is refused.
-CONFIG = schemathesis.Config.from_dict(
-    {"checks": {"negative_data_rejection": {"expected-statuses": [400, 401, 403, 404, 405, 413, 415, 422]}}}
-)
-
-
-def _tuples_as_arrays(node: Any) -> Any:
-    """Draft 2020-12 tuples whose members are all alike (`region`: four integers) as the
-    equivalent plain array: schemathesis turns `prefixItems` into a draft-4 `items` list when
-    it checks responses, and its 2020-12 validator then rejects the schema itself."""
-    if isinstance(node, dict):
-        prefix = node.get("prefixItems")
-        if isinstance(prefix, list) and prefix and "items" not in node and all(item == prefix[0] for item in prefix):
-            node = {**{k: v for k, v in node.items() if k != "prefixItems"}, "items": prefix[0]}
-            node.setdefault("minItems", len(prefix))
-            node.setdefault("maxItems", len(prefix))
-        return {key: _tuples_as_arrays(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_tuples_as_arrays(item) for item in node]
-    return node
-
-
-def load_schema(url: str, token: str):
-    response = httpx.get(url + "/openapi.json", headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    assert response.status_code == 200, response.text
-    return schemathesis.openapi.from_dict(_tuples_as_arrays(response.json()), config=CONFIG)
-
-
-def test_the_desktop_api_holds_up_under_fuzzing(fuzz_desktop):
+def test_the_desktop_api_passes_every_schemathesis_check(fuzz_desktop, tmp_path):
     desktop, files_root = fuzz_desktop
-    schema = load_schema(desktop.url, desktop.token)
-    operations, failures, unbreakable = fuzz(schema, caller(desktop.url, desktop.token, lambda case: tame_desktop_case(case, str(files_root))))
-    assert failures == [], "\n\n".join(failures)
-    # Every route was fuzzed, those with a body or parameters with schema-breaking data too,
-    # and the desktop is still whole afterwards.
-    inputs = {"GET /screenshot", "POST /actions", "POST /apps/launch", "PUT /clipboard", "POST /shell/run", "GET /files", "PUT /files"}
-    assert inputs <= set(operations) and not inputs & set(unbreakable)
+    headers = {"Authorization": f"Bearer {desktop.token}"}
+    windows = httpx.get(desktop.url + "/windows", headers=headers, timeout=30).json()
+    panel = [str(window["id"]) for window in windows if window["wm_class"] == "Tint2"]
+    result = schemathesis_run(desktop.url, desktop.token, {"FILES_ROOT": str(files_root), "KEPT_WINDOWS": ",".join(panel)},
+                              tmp_path)
+    assert_no_findings(result)
+    # The desktop is still whole afterwards, and nothing was written outside the files root.
     health = httpx.get(desktop.url + "/health", timeout=10)
     assert health.status_code == 200, health.text
+    assert httpx.get(desktop.url + "/screen", headers=headers, timeout=10).status_code == 200  # with its token still
     assert all(path.resolve().is_relative_to(files_root.resolve()) for path in files_root.rglob("*"))
 
 
 # -- the worker ---------------------------------------------------------------------------
 
-
-def tame_worker_case(case, desktop, run_ids: list[str], image: str) -> None:
-    """Runs start only on the fuzz desktop, with its token: a generated URL would send the
-    worker (and a token) to whatever host it names. Two in three generated run ids are
-    swapped for ids of real runs (a finished one, an active one), and every other image name
-    for a real one, so that more than the 'not found' paths are exercised."""
-    keep_unknown_query_keys(case)
-    parameters = case.path_parameters
-    if isinstance(parameters, dict):
-        if isinstance(parameters.get("run_id"), str):
-            choice = len(parameters["run_id"]) % 3
-            if choice < 2:
-                parameters["run_id"] = run_ids[choice]
-        if isinstance(parameters.get("name"), str) and len(parameters["name"]) % 2 == 0:
-            parameters["name"] = image
-    if (case.method.upper(), case.path) == ("POST", "/runs") and isinstance(case.body, dict):
-        if isinstance(case.body.get("desktop"), str):
-            case.body["desktop"] = desktop.url
-        if isinstance(case.body.get("desktop_token"), str):
-            case.body["desktop_token"] = desktop.token
+WAIT_TASK = "fuzz: wait until the fuzzing is over"
+# The worker holds every wait for approval: the active run's first action waits for one.
+POLICY = '[[hold]]\ntool = "computer"\nactions = ["wait"]\nreason = "an approval for the fuzzing to decide"\n'
+APPROVAL_ID = "toolu_fuzz_wait"
 
 
-def test_the_worker_api_holds_up_under_fuzzing(fuzz_desktop, desktop, tmp_path):
-    fuzzed, _ = fuzz_desktop
-    api = FakeAnthropic([])  # every model call ends its run: "(script exhausted)"
-    gate = threading.Event()
-    waiting = FakeAnthropic([lambda request: (gate.wait(120), message(text("done")))[1]])
-    apis = iter([api, waiting])  # the second run waits for its first answer until the fuzzing is over
+class ScriptedModel:
+    """The Messages API for the worker's runs: each answer comes after a moment (so that a new
+    run is still active when the next request steers it) and ends the run. The run whose task
+    is WAIT_TASK first asks for a wait (held for approval as APPROVAL_ID), then gets its answer
+    only when `release()` is called."""
 
-    def client() -> anthropic.Anthropic:
-        return anthropic.Anthropic(api_key=API_KEY, base_url=next(apis, api).url, max_retries=0)
+    def __init__(self, turns: int = 100_000):
+        self.gate = threading.Event()
+        self.api = ScriptedAPI([self.answer] * turns)
+        self.url = self.api.url
 
-    app = create_worker_app(WORKER_TOKEN, RunStore(tmp_path / "runs"), anthropic_factory=client, default_desktop=fuzzed.url)
-    serving = Serving(app)
-    url = f"http://127.0.0.1:{serving.port}"
-    headers = {"Authorization": f"Bearer {WORKER_TOKEN}"}
+    def answer(self, request: dict[str, Any]) -> dict[str, Any]:
+        if WAIT_TASK not in str(request["messages"][0]["content"]):
+            time.sleep(0.3)
+        elif len(request["messages"]) == 1:
+            wait = {"type": "tool_use", "id": APPROVAL_ID, "name": "computer", "input": {"action": "wait", "duration": 0.1}}
+            return message(wait)
+        else:
+            self.gate.wait(600)
+        return message(text("done"))
+
+    def release(self) -> None:
+        self.gate.set()
+        self.api.close()
+
+
+@contextlib.contextmanager
+def serving_worker(desktop, runs_dir: Path, model: ScriptedModel):
+    """`cubicle agent serve` beside `desktop` (its default, with its token), with the scripted
+    Messages API and POLICY; yields (url, token)."""
+    token = "fuzz-worker-token-" + secrets.token_hex(8)
+    port = free_port()
+    policy = runs_dir.parent / "policy.toml"
+    policy.write_text(POLICY, encoding="utf-8")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("CUBICLE_FLEET_")}  # no fleet
+    env.update(CUBICLE_WORKER_TOKEN=token, CUBICLE_TOKEN=desktop.token, CUBICLE_DESKTOP_URL=desktop.url,
+               ANTHROPIC_API_KEY=API_KEY, ANTHROPIC_BASE_URL=model.url, CUBICLE_MODEL=MODEL)
+    with open(runs_dir.parent / "worker.out", "wb") as output:
+        process = subprocess.Popen([sys.executable, "-m", "cubicle", "agent", "serve", "--port", str(port),
+                                    "--runs-dir", str(runs_dir), "--policy", str(policy)], env=env, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
     try:
-        # As `cubicle agent serve` is run beside its desktop: with that desktop's token.
-        with mock.patch.dict(os.environ, {"CUBICLE_TOKEN": fuzzed.token}):
-            finished = httpx.post(url + "/runs", json={"task": "look", "model": MODEL}, headers=headers, timeout=60).json()
-            deadline = time.monotonic() + 60
-            while httpx.get(url + f"/runs/{finished['id']}", headers=headers, timeout=60).json()["active"]:
-                assert time.monotonic() < deadline, "the first run never finished"
-                time.sleep(0.05)
-            image = min((tmp_path / "runs" / finished["id"] / "images").iterdir()).name
+        wait_until(lambda: _listening(url), 30, "the worker to listen")
+        yield url, token
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _listening(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def test_the_worker_api_passes_every_schemathesis_check(fuzz_desktop, desktop, tmp_path):
+    fuzzed, _ = fuzz_desktop
+    model = ScriptedModel()
+    runs_dir = tmp_path / "runs"
+    try:
+        with serving_worker(fuzzed, runs_dir, model) as (url, token):
+            headers = {"Authorization": f"Bearer {token}"}
+            finished = httpx.post(url + "/runs", json={"task": "look"}, headers=headers, timeout=60)
+            assert finished.status_code == 201, finished.text
+            finished_id = finished.json()["id"]
+            wait_until(lambda: not httpx.get(url + f"/runs/{finished_id}", headers=headers, timeout=60).json()["active"],
+                       60, "the first run to finish")
+            image = min((runs_dir / finished_id / "images").iterdir()).name
             # The active run is on the shared desktop (it only takes a screenshot there), so the
             # fuzz desktop stays free for the runs the fuzzing starts.
-            active = httpx.post(url + "/runs", json={"task": "wait", "model": MODEL, "desktop": desktop.url,
-                                                     "desktop_token": desktop.token}, headers=headers, timeout=60)
+            active = httpx.post(url + "/runs", json={"task": WAIT_TASK, "desktop": desktop.url, "desktop_token": desktop.token},
+                                headers=headers, timeout=60)
             assert active.status_code == 201, active.text
-            run_ids = [finished["id"], active.json()["id"]]
-            schema = load_schema(url, WORKER_TOKEN)
-
-            def tame(case) -> None:
-                tame_worker_case(case, fuzzed, run_ids, image)
-
-            operations, failures, unbreakable = fuzz(schema, caller(url, WORKER_TOKEN, tame, WORKER_CHECKS))
-        assert failures == [], "\n\n".join(failures)
-        inputs = {"POST /runs", "GET /runs/{run_id}", "POST /runs/{run_id}/message", "POST /runs/{run_id}/approvals/{approval_id}"}
-        assert inputs <= set(operations) and not inputs & set(unbreakable)
-        assert httpx.get(url + "/health", timeout=10).status_code == 200
+            active_id = active.json()["id"]
+            wait_until(lambda: httpx.get(url + f"/runs/{active_id}", headers=headers, timeout=60).json()["pending"],
+                       60, "the active run to wait for approval")
+            result = schemathesis_run(url, token, {
+                "DESKTOP_URL": fuzzed.url, "DESKTOP_TOKEN": fuzzed.token, "RUN_IDS": f"{finished_id},{active_id}",
+                "IMAGE": image, "APPROVAL_ID": APPROVAL_ID,
+            }, tmp_path)
+            assert_no_findings(result)
+            assert httpx.get(url + "/health", timeout=10).status_code == 200
     finally:
-        gate.set()
-        serving.stop()
-        api.close()
-        waiting.close()
+        model.release()
+    # The run routes were reached with real runs, not only refused with 404.
+    answered = {(method, re.sub(r"/runs/[^/]+", "/runs/{run_id}", path), status) for method, path, status in answers(tmp_path)}
+    assert {("POST", "/runs", 201), ("GET", "/runs/{run_id}", 200), ("POST", "/runs/{run_id}/pause", 202),
+            ("POST", "/runs/{run_id}/approvals/" + APPROVAL_ID, 200)} <= answered
+
+
+# -- the fleet ----------------------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_the_fleet_api_passes_every_schemathesis_check(tmp_path):
+    """The fleet on the Docker engine, with room for two desktops: the fuzzing creates, resets
+    and deletes real ones (and meets the quota)."""
+    state = tmp_path / "fleet"
+    state.mkdir()
+    fleet = new_fleet("docker", state, "--image", desktop_image(), "--max-desktops", "2", "--max-ttl", "3600").start()
+    try:
+        result = schemathesis_run(fleet.url, fleet.token, {}, tmp_path)
+        assert_no_findings(result)
+        assert httpx.get(fleet.url + "/health", timeout=10).status_code == 200
+    finally:
+        fleet.stop()
+        client = docker_client()
+        owned = {"label": f"{OWNER_LABEL}={fleet.name}"}
+        for container in client.containers.list(all=True, filters=owned):
+            container.remove(force=True)
+        for network in client.networks.list(filters=owned):
+            network.remove()
+    answered = {(method, re.sub(r"^/desktops/[^/]+", "/desktops/{id}", path), status) for method, path, status in answers(tmp_path)}
+    assert {("POST", "/desktops", 201), ("POST", "/desktops/{id}/reset", 200), ("DELETE", "/desktops/{id}", 204)} <= answered
+

@@ -1,9 +1,16 @@
 """Key-name parsing: xdotool syntax, case-insensitive, aliases, and helpful errors."""
 
 import pytest
-
-from cubicle.x11 import InvalidKeyCombo, UnknownKey, UntypableCharacter, check_typable, char_to_keysym, parse_key_sequence
 from Xlib import XK
+
+from cubicle.x11 import (
+    InvalidKeyCombo,
+    UnknownKey,
+    UntypableCharacter,
+    char_to_keysym,
+    check_typable,
+    parse_key_sequence,
+)
 
 
 def ks(name):

@@ -19,8 +19,8 @@ import httpx
 import pytest
 
 from cubicle.client import CubicleError, DesktopClient
-from cubicle.server.files import MAX_DIRECTORY_ENTRIES, MAX_READ_BYTES, FileAccess, is_inside
 from cubicle.server.errors import ApiError
+from cubicle.server.files import MAX_DIRECTORY_ENTRIES, MAX_READ_BYTES, FileAccess, is_inside
 from support import free_port, wait_until
 
 NEW_ROUTES = [("POST", "/shell/run"), ("POST", "/shell/restart"), ("GET", "/files"), ("PUT", "/files")]
@@ -510,7 +510,7 @@ def test_permission_denied(confined):
 
 
 def test_the_shell_runs_as_the_servers_user(confined):
-    root, api, process = confined
+    root, api, _process = confined
     result = api.post("/shell/run", json={"command": "id -u; pwd"}).json()
     assert result["output"] == f"{65534 if os.geteuid() == 0 else os.geteuid()}\n{root}\n"
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import TypeAdapter
+from Xlib import XK
+
 from cubicle.actions import Action
 from cubicle.agent import takeover
 from cubicle.agent.takeover import HumanInputRecorder, describe
 from cubicle.imaging import from_screen
 from cubicle.x11 import char_to_keysym, parse_key_sequence
-from pydantic import TypeAdapter
-from Xlib import XK
 
 LEFT, MIDDLE, RIGHT = 1, 2, 4
 WHEEL_UP, WHEEL_DOWN, WHEEL_LEFT, WHEEL_RIGHT = 8, 16, 32, 64

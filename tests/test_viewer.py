@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import VIEWPORT
 from PIL import Image, ImageChops
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+from support import VIEWPORT
 
 RED = (255, 0, 0)
 

@@ -19,12 +19,12 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from support import Serving, free_port, wait_until
 from cubicle.agent.loop import STOPPED_TEXT, TAKEN_OVER_TEXT
 from cubicle.agent.policy import Policy
 from cubicle.agent.runs import RunStore
 from cubicle.agent.service import create_worker_app
 from fake_anthropic import FakeAnthropic, message, text, tool_results, tool_use
+from support import Serving, free_port, wait_until
 
 API_KEY = "sk-ant-test-" + "w" * 24
 WORKER_TOKEN = "worker-token-" + os.urandom(8).hex()

@@ -7,7 +7,8 @@ as it is. Limits that hold whatever the screen are checked here; what depends on
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, Literal, Union
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -143,13 +144,13 @@ class Zoom(_Strict):
 
 
 Action = Annotated[
-    Union[Click, MouseMove, Drag, MouseButton, Scroll, Key, HoldKey, Type, Wait, CursorPosition, Screenshot, Zoom],
+    Click | MouseMove | Drag | MouseButton | Scroll | Key | HoldKey | Type | Wait | CursorPosition | Screenshot | Zoom,
     Field(discriminator="action"),
 ]
 ACTION_NAMES = sorted(
     name
     for model in (Click, MouseMove, Drag, MouseButton, Scroll, Key, HoldKey, Type, Wait, CursorPosition, Screenshot, Zoom)
-    for name in model.model_fields["action"].annotation.__args__
+    for name in get_args(model.model_fields["action"].annotation)
 )
 
 

@@ -18,6 +18,17 @@ def _default_cdp_port() -> int:
         return DEFAULT_CDP_PORT
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name) or default)
+    except ValueError:
+        return default
+
+
 def _size(text: str) -> tuple[int, int]:
     try:
         width, height = (int(part) for part in text.lower().split("x"))
@@ -47,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     desktop.add_argument("--only", choices=HALVES, default=None,
                          help="run one half: the session (X, apps, VNC, the runner) or the API server; the image "
                          "runs each in a container of its own, as a user of its own (default: both)")
+    desktop.add_argument("--osworld", action="store_true", default=_env_flag("CUBICLE_OSWORLD"),
+                         help="also serve OSWorld's in-desktop protocol (`cubicle osworld`; default $CUBICLE_OSWORLD): "
+                         "it takes no credentials and runs any code it is sent as the desktop user")
+    desktop.add_argument("--osworld-host", default=os.environ.get("CUBICLE_OSWORLD_HOST") or "127.0.0.1",
+                         help="with --osworld: the address it listens on (default $CUBICLE_OSWORLD_HOST or 127.0.0.1; "
+                         "never one that others can reach)")
+    desktop.add_argument("--osworld-port", type=int, default=_env_int("CUBICLE_OSWORLD_PORT", 5000),
+                         help="with --osworld: its port (default $CUBICLE_OSWORLD_PORT or OSWorld's 5000)")
 
     serve = commands.add_parser("serve", help="run only the HTTP server against an existing X display")
     serve.add_argument("--display", default=None, help="X display, e.g. :1 (default $DISPLAY)")
@@ -59,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--display", default=None, help="X display, e.g. :1 (default $DISPLAY)")
     runner.add_argument("--socket", required=True, help="unix socket to answer on: a path, or @name in the abstract namespace")
     runner.add_argument("--cdp-port", type=int, default=_default_cdp_port(), help="the DevTools port Chromium is started with")
+
+    osworld = commands.add_parser("osworld", help="(part of the desktop, with --osworld) OSWorld's in-desktop protocol "
+                                  "for its DesktopEnv, as the desktop user: no credentials, runs any code it is sent")
+    osworld.add_argument("--display", default=None, help="X display, e.g. :1 (default $DISPLAY)")
+    osworld.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    osworld.add_argument("--port", type=int, default=5000, help="port (default OSWorld's 5000)")
+    commands.add_parser("osworld-terminal", help="open the terminal whose text OSWorld's GET /terminal reads "
+                        "(xterm titled Terminal, on tmux)")
 
     agent = commands.add_parser("agent", help="the agent worker: Claude operates a desktop")
     agent_commands = agent.add_subparsers(dest="agent_command", required=True)
@@ -127,6 +154,14 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.server.runner import serve_runner
 
         serve_runner(args.display, args.socket, args.cdp_port)
+    elif args.command == "osworld":
+        from cubicle.server.osworld.app import serve as serve_osworld
+
+        serve_osworld(args.display, args.host, args.port)
+    elif args.command == "osworld-terminal":
+        from cubicle.server.osworld.terminal import open_terminal
+
+        open_terminal()
     elif args.command == "agent" and args.agent_command == "serve":
         from cubicle.agent.service import serve as serve_worker
 

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, cast
 
 import httpx
 from pydantic import TypeAdapter
 
+from . import accessibility as t
 from . import actions as a
+from . import recording as rec
 
 ActionLike = a.Click | a.MouseMove | a.Drag | a.MouseButton | a.Scroll | a.Key | a.HoldKey | a.Type | a.Wait | a.CursorPosition | a.Screenshot | a.Zoom | Mapping[str, Any]
 _windows = TypeAdapter(list[a.Window])
@@ -45,7 +48,7 @@ class Screenshot:
     settle_ms: float | None = None
 
     @classmethod
-    def from_image_data(cls, image: a.ImageData) -> "Screenshot":
+    def from_image_data(cls, image: a.ImageData) -> Screenshot:
         return cls(
             data=base64.b64decode(image.data), media_type=image.media_type, width=image.width,
             height=image.height, screen_width=image.screen_width, screen_height=image.screen_height,
@@ -53,9 +56,10 @@ class Screenshot:
         )
 
     @classmethod
-    def from_response(cls, response: httpx.Response) -> "Screenshot":
+    def from_response(cls, response: httpx.Response) -> Screenshot:
         h = response.headers
-        region = tuple(int(v) for v in h["x-region"].split(",")) if "x-region" in h else None
+        region = (cast(tuple[int, int, int, int], tuple(int(v) for v in h["x-region"].split(",")))  # x, y, width, height
+                  if "x-region" in h else None)
         return cls(
             data=response.content, media_type=h["content-type"], width=int(h["x-image-width"]),
             height=int(h["x-image-height"]), screen_width=int(h["x-screen-width"]),
@@ -107,6 +111,26 @@ def _screenshot_call(**options: Any) -> _Call:
     return _Call("GET", "/screenshot", params=params)
 
 
+def _accessibility_call(window: int | None, focused: bool, coordinate_space: tuple[int, int] | None,
+                        **limits: Any) -> _Call:
+    params = {key: ("true" if value is True else value) for key, value in limits.items()
+              if value is not None and value is not False}
+    if window is not None:
+        params["window"] = window
+    if focused:
+        params["focused"] = "true"
+    if coordinate_space is not None:
+        params["coordinate_space"] = f"{coordinate_space[0]}x{coordinate_space[1]}"
+    # The server answers by timeout_ms (default 5 s) with what it read by then.
+    return _Call("GET", "/accessibility", params=params, timeout=(limits.get("timeout_ms") or 5000) / 1000 + 30.0)
+
+
+def _recording_start_call(format: str, frame_rate: int | None, max_seconds: int | None,
+                          max_megabytes: int | None) -> _Call:
+    body = {"format": format, "frame_rate": frame_rate, "max_seconds": max_seconds, "max_megabytes": max_megabytes}
+    return _Call("POST", "/recording/start", json={key: value for key, value in body.items() if value is not None})
+
+
 def _shell_call(command: str, timeout: float) -> _Call:
     # The server answers once the command ends or its timeout kills it (plus up to ~2 s to
     # collect the last output): the request must outlast that.
@@ -134,7 +158,8 @@ def _headers(token: str | None) -> dict[str, str]:
 class DesktopClient:
     """Blocking client. `with DesktopClient(url, token) as desktop: desktop.click(10, 20)`."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0, **httpx_options: Any):
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None,
+                 timeout: float | httpx.Timeout = 30.0, **httpx_options: Any):
         self._http = httpx.Client(base_url=base_url, headers=_headers(token), timeout=timeout, **httpx_options)
 
     @property
@@ -149,7 +174,7 @@ class DesktopClient:
         authorization = self._http.headers.get("authorization", "")
         return authorization[7:] if authorization.startswith("Bearer ") else None
 
-    def __enter__(self) -> "DesktopClient":
+    def __enter__(self) -> DesktopClient:
         return self
 
     def __exit__(self, *_: Any) -> None:
@@ -159,8 +184,8 @@ class DesktopClient:
         self._http.close()
 
     def _send(self, call: _Call, batch: bool = False) -> httpx.Response:
-        extra = {"timeout": call.timeout} if call.timeout else {}
-        response = self._http.request(call.method, call.path, params=call.params or None, json=call.json, **extra)
+        timeout = call.timeout if call.timeout else httpx.USE_CLIENT_DEFAULT
+        response = self._http.request(call.method, call.path, params=call.params or None, json=call.json, timeout=timeout)
         _raise_for_error(response, batch)
         return response
 
@@ -212,11 +237,13 @@ class DesktopClient:
         return a.LaunchResponse.model_validate(self._send(_Call("POST", "/apps/launch", json=body, timeout=timeout + 10)).json())
 
     def get_clipboard(self) -> str:
-        return self._send(_Call("GET", "/clipboard")).json()["text"]
+        text: str = self._send(_Call("GET", "/clipboard")).json()["text"]
+        return text
 
     def apps(self) -> list[dict[str, Any]]:
         """The desktop's programs: command, description, installed."""
-        return self._send(_Call("GET", "/apps")).json()["apps"]
+        apps: list[dict[str, Any]] = self._send(_Call("GET", "/apps")).json()["apps"]
+        return apps
 
     def set_clipboard(self, text: str) -> None:
         self._send(_Call("PUT", "/clipboard", json={"text": text}))
@@ -237,11 +264,53 @@ class DesktopClient:
         body = {"path": path, "content": content, "create_dirs": create_dirs}
         return a.FileWritten.model_validate(self._send(_Call("PUT", "/files", json=body)).json())
 
+    def accessibility(self, window: int | None = None, focused: bool = False, max_depth: int | None = None,
+                      max_nodes: int | None = None, timeout_ms: int | None = None, app_timeout_ms: int | None = None,
+                      visible_only: bool = False, interactive_only: bool = False, details: bool = False,
+                      coordinate_space: tuple[int, int] | None = None) -> t.AccessibilityTree:
+        """The apps' accessibility tree (GET /accessibility): the whole desktop, one window, or the focused one."""
+        call = _accessibility_call(window, focused, coordinate_space, max_depth=max_depth, max_nodes=max_nodes,
+                                   timeout_ms=timeout_ms, app_timeout_ms=app_timeout_ms, visible_only=visible_only,
+                                   interactive_only=interactive_only, details=details)
+        return t.AccessibilityTree.model_validate(self._send(call).json())
+
+    # -- screen recording --
+
+    def start_recording(self, format: str = "mp4", frame_rate: int | None = None, max_seconds: int | None = None,
+                        max_megabytes: int | None = None) -> rec.RecordingInfo:
+        """Start recording the screen (409 recording_running if one is running already)."""
+        call = _recording_start_call(format, frame_rate, max_seconds, max_megabytes)
+        return rec.RecordingInfo.model_validate(self._send(call).json())
+
+    def stop_recording(self) -> rec.RecordingInfo:
+        """Stop the recording (ffmpeg finishes the file: up to some seconds) and say where its video is."""
+        return rec.RecordingInfo.model_validate(self._send(_Call("POST", "/recording/stop", timeout=60.0)).json())
+
+    def recordings(self) -> rec.RecordingStatus:
+        return rec.RecordingStatus.model_validate(self._send(_Call("GET", "/recording")).json())
+
+    def download_recording(self, recording_id: str, path: str | os.PathLike[str]) -> int:
+        """Write a finished recording's video to `path`; returns its size in bytes."""
+        with self._http.stream("GET", f"/recording/{recording_id}", timeout=300.0) as response:
+            if response.status_code >= 400:
+                response.read()
+                _raise_for_error(response)
+            size = 0
+            with open(path, "wb") as file:
+                for chunk in response.iter_bytes():
+                    file.write(chunk)
+                    size += len(chunk)
+        return size
+
+    def delete_recording(self, recording_id: str) -> None:
+        self._send(_Call("DELETE", f"/recording/{recording_id}"))
+
 
 class AsyncDesktopClient:
     """The same API for asyncio code: every method is a coroutine."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None, timeout: float = 30.0, **httpx_options: Any):
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None,
+                 timeout: float | httpx.Timeout = 30.0, **httpx_options: Any):
         self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(token), timeout=timeout, **httpx_options)
 
     @property
@@ -256,7 +325,7 @@ class AsyncDesktopClient:
         authorization = self._http.headers.get("authorization", "")
         return authorization[7:] if authorization.startswith("Bearer ") else None
 
-    async def __aenter__(self) -> "AsyncDesktopClient":
+    async def __aenter__(self) -> AsyncDesktopClient:
         return self
 
     async def __aexit__(self, *_: Any) -> None:
@@ -266,8 +335,8 @@ class AsyncDesktopClient:
         await self._http.aclose()
 
     async def _send(self, call: _Call, batch: bool = False) -> httpx.Response:
-        extra = {"timeout": call.timeout} if call.timeout else {}
-        response = await self._http.request(call.method, call.path, params=call.params or None, json=call.json, **extra)
+        timeout = call.timeout if call.timeout else httpx.USE_CLIENT_DEFAULT
+        response = await self._http.request(call.method, call.path, params=call.params or None, json=call.json, timeout=timeout)
         _raise_for_error(response, batch)
         return response
 
@@ -318,7 +387,8 @@ class AsyncDesktopClient:
         return a.LaunchResponse.model_validate((await self._send(_Call("POST", "/apps/launch", json=body, timeout=timeout + 10))).json())
 
     async def get_clipboard(self) -> str:
-        return (await self._send(_Call("GET", "/clipboard"))).json()["text"]
+        text: str = (await self._send(_Call("GET", "/clipboard"))).json()["text"]
+        return text
 
     async def set_clipboard(self, text: str) -> None:
         await self._send(_Call("PUT", "/clipboard", json={"text": text}))
@@ -337,3 +407,41 @@ class AsyncDesktopClient:
     async def write_file(self, path: str, content: str, create_dirs: bool = False) -> a.FileWritten:
         body = {"path": path, "content": content, "create_dirs": create_dirs}
         return a.FileWritten.model_validate((await self._send(_Call("PUT", "/files", json=body))).json())
+
+    async def accessibility(self, window: int | None = None, focused: bool = False, max_depth: int | None = None,
+                            max_nodes: int | None = None, timeout_ms: int | None = None,
+                            app_timeout_ms: int | None = None, visible_only: bool = False,
+                            interactive_only: bool = False, details: bool = False,
+                            coordinate_space: tuple[int, int] | None = None) -> t.AccessibilityTree:
+        call = _accessibility_call(window, focused, coordinate_space, max_depth=max_depth, max_nodes=max_nodes,
+                                   timeout_ms=timeout_ms, app_timeout_ms=app_timeout_ms, visible_only=visible_only,
+                                   interactive_only=interactive_only, details=details)
+        return t.AccessibilityTree.model_validate((await self._send(call)).json())
+
+    # -- screen recording --
+
+    async def start_recording(self, format: str = "mp4", frame_rate: int | None = None, max_seconds: int | None = None,
+                              max_megabytes: int | None = None) -> rec.RecordingInfo:
+        call = _recording_start_call(format, frame_rate, max_seconds, max_megabytes)
+        return rec.RecordingInfo.model_validate((await self._send(call)).json())
+
+    async def stop_recording(self) -> rec.RecordingInfo:
+        return rec.RecordingInfo.model_validate((await self._send(_Call("POST", "/recording/stop", timeout=60.0))).json())
+
+    async def recordings(self) -> rec.RecordingStatus:
+        return rec.RecordingStatus.model_validate((await self._send(_Call("GET", "/recording"))).json())
+
+    async def download_recording(self, recording_id: str, path: str | os.PathLike[str]) -> int:
+        async with self._http.stream("GET", f"/recording/{recording_id}", timeout=300.0) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                _raise_for_error(response)
+            size = 0
+            with open(path, "wb") as file:
+                async for chunk in response.aiter_bytes():
+                    file.write(chunk)
+                    size += len(chunk)
+        return size
+
+    async def delete_recording(self, recording_id: str) -> None:
+        await self._send(_Call("DELETE", f"/recording/{recording_id}"))

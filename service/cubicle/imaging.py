@@ -66,7 +66,8 @@ def from_screen(x: int, y: int, space: tuple[int, int], screen: tuple[int, int])
 def frame_image(pixels: bytes | memoryview, width: int, height: int) -> Image.Image:
     """4-bytes-per-pixel BGRX (what X gives) -> an RGB image in one pass, read straight from
     `pixels` (for a screenshot, the shared memory the X server wrote): no copy before it."""
-    return Image.frombuffer("RGB", (width, height), pixels, "raw", "BGRX", 0, 1)
+    # Pillow reads any buffer; its annotation lists bytes, bytearray and array-likes, not memoryview.
+    return Image.frombuffer("RGB", (width, height), pixels, "raw", "BGRX", 0, 1)  # type: ignore[arg-type]
 
 
 def draw_cursor(image: Image.Image, x: int, y: int, width: int, height: int, argb: tuple[int, ...]) -> None:

@@ -9,7 +9,8 @@ holds when it leaves, and see a person's input (to record it while they have con
 from __future__ import annotations
 
 import struct
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 MAX_CUT_TEXT_BYTES = 4 * 1024 * 1024
 

@@ -95,6 +95,7 @@ def desktop_environment(
     state_dir: str,
     only: str | None = None,
     cdp_port: int = 9222,
+    osworld: tuple[str, int] | None = None,
 ) -> dict[str, str]:
     """The complete environment to run `supervisord -c <desktop>/supervisord.conf` with.
 
@@ -118,6 +119,10 @@ def desktop_environment(
         CUBICLE_RUNNER_SOCKET=runner_socket(display, state, only),
         CUBICLE_START_SESSION="false" if only == "server" else "true",
         CUBICLE_START_SERVER="false" if only == "session" else "true",
+        # OSWorld's protocol (cubicle.server.osworld): off unless asked for, and a session's program.
+        CUBICLE_START_OSWORLD="true" if osworld and only != "server" else "false",
+        CUBICLE_OSWORLD_HOST=osworld[0] if osworld else "127.0.0.1",
+        CUBICLE_OSWORLD_PORT=str(osworld[1] if osworld else 5000),
         LANG="C.UTF-8",
         HOME=str(home),
     )
@@ -175,8 +180,9 @@ def run_desktop(args) -> int:
     display: int = args.display
     size = args.size or default_size()
     only: str | None = getattr(args, "only", None)
+    osworld = (args.osworld_host, args.osworld_port) if getattr(args, "osworld", False) and only != "server" else None
     try:
-        _check_free(display, args.host, args.port, args.vnc_port, only)
+        _check_free(display, args.host, args.port, args.vnc_port, only, osworld)
         desktop_dir = find_desktop_dir()
     except DesktopRefused as refusal:
         print(f"cubicle desktop: {refusal}", file=sys.stderr)
@@ -191,7 +197,7 @@ def run_desktop(args) -> int:
         print(f"cubicle desktop: state folder path too long for a unix socket: {state_dir}", file=sys.stderr)
         return 2
     env = desktop_environment(display, size, args.port, args.host, args.vnc_port, str(state_dir), only,
-                              cdp_port=getattr(args, "cdp_port", 9222))
+                              cdp_port=getattr(args, "cdp_port", 9222), osworld=osworld)
     # Made here, not by the server, so it is shown on this terminal and never lands in a log.
     # The server gets it through a file only it reads: in the environment it would reach
     # openbox, the panel and every app started from them (`env` in a terminal would show it).
@@ -237,6 +243,8 @@ def run_desktop(args) -> int:
                 parts.append(f"server http://{url_host}:{args.port}")
             if only != "server":
                 parts.append(f"VNC 127.0.0.1:{args.vnc_port}")
+            if osworld:
+                parts.append(f"OSWorld http://{osworld[0]}:{osworld[1]} (no credentials: runs any code it is sent)")
             print(f"cubicle desktop{f' ({only})' if only else ''}: {', '.join(parts)}, state and logs in {state_dir}",
                   flush=True)
             if generated_token:
@@ -260,7 +268,8 @@ def run_desktop(args) -> int:
     return 0
 
 
-def _check_free(display: int, host: str, port: int, vnc_port: int, only: str | None = None) -> None:
+def _check_free(display: int, host: str, port: int, vnc_port: int, only: str | None = None,
+                osworld: tuple[str, int] | None = None) -> None:
     """What this half needs is free: the session's display and VNC port, the server's port.
     (The server alone shares the session's display by design.)"""
     if only != "server":
@@ -274,6 +283,10 @@ def _check_free(display: int, host: str, port: int, vnc_port: int, only: str | N
         raise DesktopRefused(f"the server port and the VNC port are both {port}")
     ports = [("server", host, port)] if only != "session" else []
     ports += [("VNC", "127.0.0.1", vnc_port)] if only != "server" else []
+    if osworld:
+        if osworld[1] in (port, vnc_port):
+            raise DesktopRefused(f"the OSWorld port {osworld[1]} is also the server's or VNC's port")
+        ports.append(("OSWorld", *osworld))
     for what, where, number in ports:
         reason = port_in_use(where, number)
         if reason:

@@ -313,9 +313,8 @@ def disable_motion_collapsing(root: tk.Tk) -> bool:
     switch, ``Tk_CollapseMotionEvents``, is public C API without a Tcl
     command, so it is called through ctypes.  Returns whether it worked.
     """
-    import ctypes
-
     import _tkinter
+    import ctypes
 
     candidates = []
     try:

@@ -6,7 +6,7 @@ import inspect
 import json
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 Record = dict
 Predicate = Callable[[Record], bool]

@@ -55,6 +55,8 @@ class NewRun(_Request):
     tool_version: Literal[TOOL_VERSIONS] | None = None  # type: ignore[valid-type]
     browser: bool = Field(False, description="also give the model the browser toolset, on the desktop's Chromium "
                           "(toolset models only)")
+    record: bool = Field(False, description="record the desktop's screen for the whole run (POST /recording/start on "
+                         "the desktop): the video is kept in the run folder and played beside the steps in its replay")
     max_steps: int = Field(50, ge=1, le=10_000)
     max_tokens: int | None = Field(None, ge=1)
     max_cost: float | None = Field(None, gt=0)

@@ -8,7 +8,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TextIO
 
 from .control import RunControl
 from .models import TOOL_VERSIONS, UnknownModel
@@ -50,7 +51,7 @@ def add_resume_arguments(parser) -> None:
 class Progress:
     """One line per action and result; a spinner while the model thinks (only on a terminal)."""
 
-    def __init__(self, stream=sys.stdout):
+    def __init__(self, stream: TextIO = sys.stdout) -> None:
         self.stream = stream
         self.started = time.monotonic()
         self.tty = stream.isatty()
@@ -76,7 +77,7 @@ class Progress:
             self._spinner.join()
             self._spinner = None
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: Mapping[str, Any]) -> None:
         kind = event["type"]
         if kind == "thinking":
             if self.tty and self._spinner is None:
@@ -186,7 +187,6 @@ def resume_run(args) -> int:
 def run_task(args) -> int:
     # Imported here: building the `cubicle` parser must not need the agent extra (anthropic).
     from cubicle.client import DesktopClient
-
     from cubicle.web import ApiError
 
     from .fleet_desktops import NEW, FleetDesktops

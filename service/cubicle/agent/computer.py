@@ -55,7 +55,9 @@ class ComputerTool:
 
     def screenshot(self) -> ToolOutcome:
         response = self._send([{"action": "screenshot"}], screenshot=False)
-        data, media_type = _image(response.results[0].image)
+        image = response.results[0].image
+        assert image is not None  # a screenshot action's result carries its image
+        data, media_type = _image(image)
         return ToolOutcome(image=data, media_type=media_type)
 
     def run(self, tool_input: dict[str, Any]) -> ToolOutcome:

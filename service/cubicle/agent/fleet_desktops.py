@@ -36,7 +36,7 @@ class FleetDesktops:
         self.token = token
 
     @classmethod
-    def from_environment(cls) -> "FleetDesktops":
+    def from_environment(cls) -> FleetDesktops:
         return cls(fleet_url(), os.environ.get("CUBICLE_FLEET_TOKEN", "").strip() or None)
 
     def claim(self, labels: dict[str, str]) -> DesktopView:

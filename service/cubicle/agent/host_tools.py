@@ -61,7 +61,8 @@ class EditorTool:
         return {"type": "text_editor_20250728", "name": self.name}
 
     def run(self, tool_input: dict[str, Any]) -> ToolOutcome:
-        command, path = tool_input.get("command"), tool_input.get("path")
+        command: Any = tool_input.get("command")  # any JSON value: an unknown one finds no handler
+        path = tool_input.get("path")
         if not isinstance(path, str) or not path.startswith("/"):
             return ToolOutcome(f"The path {path!r} is not an absolute path; it must start with '/'.", is_error=True)
         handler = {"view": self._view, "create": self._create, "str_replace": self._str_replace, "insert": self._insert}.get(command)
@@ -76,11 +77,13 @@ class EditorTool:
         info = self.client.read_file(path)
         if info.type != "file":
             raise CubicleError(422, "is_directory", f"{path} is a directory; this command needs a file.")
+        assert info.content is not None  # a file comes with its text
         return info.content
 
     def _view(self, path: str, tool_input: dict[str, Any]) -> ToolOutcome:
         info = self.client.read_file(path)
         if info.type == "directory":
+            assert info.entries is not None  # a directory comes with its entries
             lines = [path]
             for entry in info.entries:
                 if entry.name.startswith("."):
@@ -90,10 +93,12 @@ class EditorTool:
                 if entry.type == "directory":  # two levels deep, as the reference tool shows
                     try:
                         sub = self.client.read_file(child)
+                        assert sub.entries is not None  # a directory comes with its entries
                         lines += [f"{child}/{e.name}" for e in sub.entries if not e.name.startswith(".")]
                     except CubicleError:
                         pass  # unreadable subfolder: list it, not its content
             return ToolOutcome("\n".join(lines))
+        assert info.content is not None  # a file comes with its text
         lines = info.content.split("\n")
         view_range = tool_input.get("view_range")
         if view_range is None:

@@ -87,6 +87,7 @@ async def _stream_events(websocket: WebSocket, run: Run, hub: EventHub | None) -
         if queue is not None:
             receiver = asyncio.ensure_future(websocket.receive())  # to notice the client leaving
         while queue is not None:
+            assert receiver is not None  # started above along with the queue
             getter = getter or asyncio.ensure_future(queue.get())
             done, _ = await asyncio.wait({getter, receiver}, return_when=asyncio.FIRST_COMPLETED)
             if receiver in done:

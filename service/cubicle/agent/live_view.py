@@ -25,8 +25,8 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from cubicle.rfb import RfbClientParser, RfbProtocolError
-from cubicle.web.relay import first_to_end
 from cubicle.web import closes
+from cubicle.web.relay import first_to_end
 
 from .takeover import HumanInputRecorder
 
@@ -47,6 +47,7 @@ def _websocket_url(desktop: str) -> str:
 async def bridge(websocket: WebSocket, active: ActiveRun) -> None:
     """Carries one browser's RFB to the run's desktop until either side ends."""
     control, human_log, desktop_token = active.control, active.human_log, active.desktop_token
+    assert human_log is not None  # given to the run as it starts, before anyone can watch it
     taken_over = control.taken_over
     try:
         upstream = await connect(_websocket_url(active.desktop), max_size=None, open_timeout=CONNECT_TIMEOUT_S,

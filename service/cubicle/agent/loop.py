@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, cast
 
 import anthropic
 import httpx
@@ -180,7 +181,7 @@ class Agent:
             run.release()
             raise ValueError(f"the desktop's screen is {screen.width}x{screen.height}, the run's was "
                              f"{recorded.get('width')}x{recorded.get('height')}: the model's coordinates would be wrong")
-        image = started.get("image") or {}
+        image = cast(dict[str, int], started.get("image") or {})  # run_started's image: the screenshots' size
         size = (image.get("width") or screen.width, image.get("height") or screen.height)
         self.wants_browser = bool(started.get("browser"))  # the tools the run had, again
         self._offer_tools(size)
@@ -244,10 +245,11 @@ class Agent:
     def screenshot(self) -> ToolOutcome:
         """The screen now, in the model's coordinate space; a desktop that cannot be reached
         or refuses is an error outcome, not an exception."""
-        if isinstance(self.computer, ComputerTool):
-            return self._guard(lambda: [self.computer.screenshot()], 1)[0]  # type: ignore[union-attr]
+        computer = self.computer
+        if isinstance(computer, ComputerTool):
+            return self._guard(lambda: [computer.screenshot()], 1)[0]
         try:
-            shot = self.computer.screenshot_now()
+            shot = computer.screenshot_now()
         except (CubicleError, httpx.HTTPError) as error:
             return ToolOutcome(f"No screenshot could be taken: {error}", True)
         return ToolOutcome(image=shot.data, media_type=shot.media_type, extra={"settle_ms": shot.settle_ms})
@@ -527,7 +529,8 @@ class Agent:
             return block["toolset_name"], block["name"]
         if block.get("name") == "computer":
             return "computer", tool_input.get("action")
-        return block.get("name"), tool_input.get("command") if block.get("name") != "bash" else None
+        # A tool_use block always names its tool.
+        return cast(str, block.get("name")), tool_input.get("command") if block.get("name") != "bash" else None
 
     def _log_action(self, run: Run, step: int, block: dict[str, Any]) -> None:
         tool, action = self._tool_and_name(block)
@@ -556,7 +559,7 @@ def _stored_outcome(run: Run, event: RunEvent) -> ToolOutcome:
     return ToolOutcome(event.get("text") or "", bool(event.get("is_error")), image, media_type)
 
 
-def _image_block(data: bytes, media_type: str) -> dict[str, Any]:
+def _image_block(data: bytes, media_type: str | None) -> dict[str, Any]:
     return ToolOutcome(image=data, media_type=media_type).content()[-1]
 
 
@@ -572,7 +575,7 @@ def rebuild_conversation(conversation: Conversation, run: Run, events: list[RunE
     results: dict[str, dict[str, Any]] = {}
     extra: list[dict[str, Any]] = []  # what the loop added after the results: messages, hand backs
 
-    started: set[str] = set()  # calls whose action was logged as begun
+    started: set[str | None] = set()  # calls whose action was logged as begun
 
     def close_turn(missing_text: str) -> int:
         nonlocal user, calls, results, extra

@@ -16,8 +16,9 @@ import difflib
 import os
 import re
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 COMPUTER = "computer"
 BROWSER = "browser"

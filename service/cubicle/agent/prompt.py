@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 
 BROWSER_LINE = ("* You also have a browser toolset driving the desktop's Chromium (visible on the screen): read pages "
                 "and act on their elements by ref; the computer tools act on the same window.\n")
@@ -15,7 +14,7 @@ def system_prompt(screen: tuple[int, int], image: tuple[int, int], extra: str | 
                   apps: list[str] | None = None, browser: bool = False) -> str:
     """`apps`: what the desktop has (GET /apps), in words; None: the panel's usual set.
     `browser`: the run also has the browser toolset, on the desktop's Chromium."""
-    today = datetime.now(timezone.utc).strftime("%A %d %B %Y")
+    today = datetime.now(UTC).strftime("%A %d %B %Y")
     programs = ", ".join(apps if apps is not None else PANEL_APPS)
     browser_line = BROWSER_LINE if browser else ""
     text = f"""You operate a Linux desktop (Debian, openbox window manager) in a sandbox, the way a careful, skilled employee would. Today is {today}.

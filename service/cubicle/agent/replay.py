@@ -43,6 +43,7 @@ _CLICKS = {
 _SCROLL_VECTORS = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
 _EDITOR = "str_replace_based_edit_tool"
 _SAFE_IMAGE = re.compile(r"^images/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE_VIDEO = re.compile(r"^recording\.(mp4|webm)$")
 _LONG_TEXT = 1500
 
 
@@ -76,6 +77,11 @@ def _at(value: Any) -> str:
     return f"({_n(point[0])}, {_n(point[1])})" if point else ""
 
 
+def _input_of(event: RunEvent) -> dict[str, Any]:
+    tool_input = event.get("input")
+    return tool_input if isinstance(tool_input, dict) else {}
+
+
 def _modifiers(tool_input: dict[str, Any]) -> str | None:
     held = tool_input.get("text") or tool_input.get("key")
     return str(held) if held else None
@@ -91,7 +97,7 @@ def action_name(event: RunEvent) -> str:
 def describe_action(event: RunEvent, limit: int = 70) -> str:
     """One line saying what an action event did, e.g. `left_click (120, 40)` or `bash: ls -l`."""
     tool = event.get("tool") or "computer"
-    tool_input = event.get("input") if isinstance(event.get("input"), dict) else {}
+    tool_input = _input_of(event)
     if tool == "bash":
         if tool_input.get("restart"):
             return "bash: restart"
@@ -157,10 +163,10 @@ def run_duration(meta: dict[str, Any], events: list[RunEvent] | None = None) -> 
     """Seconds from the run's creation to its last recorded moment."""
     start = parse_time(meta.get("created_at"))
     moments = [parse_time(meta.get("updated_at"))] + [parse_time(e.get("time")) for e in (events or [])[-1:]]
-    moments = [m for m in moments if m is not None]
-    if start is None or not moments:
+    known = [m for m in moments if m is not None]
+    if start is None or not known:
         return None
-    return max(0.0, (max(moments) - start).total_seconds())
+    return max(0.0, (max(known) - start).total_seconds())
 
 
 def format_tokens(totals: dict[str, Any]) -> str:
@@ -245,7 +251,7 @@ class _Overlay:
 
     def draw(self, event: RunEvent, number: int | None) -> None:
         name = action_name(event)
-        tool_input = event.get("input") if isinstance(event.get("input"), dict) else {}
+        tool_input = _input_of(event)
         human = event.get("actor") == "human"
         prefix = f"{number}. " if number is not None else ""
         prefix += "human " if human else ""
@@ -353,7 +359,7 @@ class _Group:
 
 @dataclass
 class _Figure:
-    image: str | None
+    image: str | dict[str, int] | None  # a RunEvent's image: a path for an action's screenshot
     human: bool
     actions: list[RunEvent] = field(default_factory=list)
 
@@ -367,11 +373,12 @@ class _Page:
         actions = [e for e in self.events if e.get("type") == "action"]
         self.acted_ids = {e.get("tool_use_id") for e in actions if e.get("tool_use_id")}
         self.decision_images = {e.get("image") for e in actions if e.get("image")}
-        started = next((e for e in self.events if e.get("type") == "run_started"), {})
+        started = next((e for e in self.events if e.get("type") == "run_started"), RunEvent())
         self.default_size = self._size_of(started.get("image")) or self._size_of(started.get("screen"))
         self.sizes: dict[str, tuple[int, int] | None] = {}
         self.figures = 0
         self.anchored: set[int] = set()
+        self.recorded: tuple[str, float] | None = None  # the run's video and its start, once render() looked
 
     @staticmethod
     def _size_of(value: Any) -> tuple[int, int] | None:
@@ -405,10 +412,38 @@ class _Page:
 
     # -- rendering ------------------------------------------------------------------------
 
+    def video(self) -> tuple[str, float] | None:
+        """The run's recording in the run folder (its file name) and its start, if it is there."""
+        recording = self.meta.get("recording")
+        if not isinstance(recording, dict) or not isinstance(recording.get("file"), str):
+            return None
+        name, started = recording["file"], recording.get("started_at")
+        if not _SAFE_VIDEO.match(name) or not (self.folder / name).is_file() or not isinstance(started, (int, float)):
+            return None
+        return name, float(started)
+
+    def player(self, name: str) -> str:
+        """The video, fixed beside the steps; each step links to its moment in it."""
+        return (f'<aside class="recording"><video src="{_e(name)}" controls preload="metadata" muted></video>'
+                f'<p>The screen during the run (<a href="{_e(name)}">{_e(name)}</a>); each step links to its '
+                "moment in it.</p></aside>")
+
+    def moment(self, events: list[RunEvent]) -> str:
+        """A link to the step's first moment in the video ("▶ 1:05"), when the run was recorded."""
+        if self.recorded is None:
+            return ""
+        times = [t for t in (parse_time(e.get("time")) for e in events) if t]
+        if not times:
+            return ""
+        name, started = self.recorded
+        offset = max(0.0, times[0].timestamp() - started)
+        return f' <a class="moment" href="{_e(name)}#t={offset:.1f}">▶ {int(offset) // 60}:{int(offset) % 60:02d}</a>'
+
     def render(self) -> str:
         groups = self.groups()
         title = f"cubicle run {self.meta.get('id', '')}"
-        body = [self.header(groups)]
+        self.recorded = self.video()
+        body = ([self.player(self.recorded[0])] if self.recorded else []) + [self.header(groups)]
         body += [self.group(g) for g in groups]
         finished = [e for e in self.events if e.get("type") == "run_finished"]
         if finished:
@@ -421,13 +456,14 @@ class _Page:
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'\">"
-            f"<title>{_e(title)}</title><style>\n{_css()}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n"
+            f"<title>{_e(title)}</title><style>\n{_css()}</style></head>\n"
+            + ('<body class="recorded">\n' if self.recorded else "<body>\n") + "\n".join(body) + "\n</body></html>\n"
         )
 
     def header(self, groups: list[_Group]) -> str:
         meta, totals = self.meta, self.meta.get("totals") or {}
         status = str(meta.get("status", "?"))
-        started = next((e for e in self.events if e.get("type") == "run_started"), {})
+        started = next((e for e in self.events if e.get("type") == "run_started"), RunEvent())
         rows = [
             ("model", f"{meta.get('model', '?')} · {meta.get('tool_version', '?')}"),
             ("desktop", meta.get("desktop") or "—"),
@@ -471,7 +507,8 @@ class _Page:
         failed = any(e.get("type") == "result" and e.get("is_error") for e in group.events)
         return (
             f'<section class="step{" failed" if failed else ""}"{anchor}><h2>{title}'
-            f'<span class="stats">{self.stats(group.events)}</span></h2>{"".join(blocks)}</section>'
+            f'<span class="stats">{self.stats(group.events)}{self.moment(group.events)}</span></h2>'
+            f'{"".join(blocks)}</section>'
         )
 
     def stats(self, events: list[RunEvent]) -> str:
@@ -570,7 +607,7 @@ class _Page:
 
     def action(self, event: RunEvent, number: int | None) -> str:
         tool = event.get("tool") or "computer"
-        tool_input = event.get("input") if isinstance(event.get("input"), dict) else {}
+        tool_input = _input_of(event)
         result = self.results.get(event.get("tool_use_id")) if event.get("tool_use_id") else None
         error = bool(result and result.get("is_error"))
         human = event.get("actor") == "human"

@@ -13,14 +13,26 @@ from starlette.concurrency import run_in_threadpool
 
 from cubicle.web import ApiError, error_responses, exact_json_types, only_known_query
 
-from .api_models import (Decision, DecisionMade, FleetDesktopList, HandedBack, Health, Message, NewRun, Queued,
-                         RunDetail, RunList, RunView)
+from .api_models import (
+    Decision,
+    DecisionMade,
+    FleetDesktopList,
+    HandedBack,
+    Health,
+    Message,
+    NewRun,
+    Queued,
+    RunDetail,
+    RunList,
+    RunView,
+)
 from .auth import SESSION_COOKIE, session_cookie_value
 from .replay import write_replay
 from .run_manager import RunManager
 from .runs import IMAGES_DIR, redact
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+VIDEO_TYPES = {"recording.mp4": "video/mp4", "recording.webm": "video/webm"}
 # A 404 in JSON on routes whose success is not JSON (an explicit content type, or FastAPI
 # would document it as the route's own).
 JSON_404 = {"description": "No such run or image.",
@@ -146,6 +158,32 @@ def run_image(run_id: str, name: str, manager: RunManager = Depends(get_manager)
     if not SAFE_NAME.match(name) or not path.is_file():
         raise ApiError(404, "image_not_found", f"Run {run.id} has no image {name!r}.")
     return FileResponse(path, headers={"Cache-Control": "private, max-age=86400"})
+
+
+def _run_video(run_id: str, manager: RunManager, name: str) -> FileResponse:
+    run, _ = manager.find(run_id)
+    path = run.folder / name
+    if not path.is_file():
+        # The run is there; it holds no such video (409, as for a run in the wrong state: 404
+        # says the run is unknown).
+        raise ApiError(409, "not_recorded", f"Run {run.id} has no {name}: runs are recorded when started with "
+                       "\"record\": true, in the format the desktop recorded.")
+    return FileResponse(path, media_type=VIDEO_TYPES[name], headers={"Cache-Control": "private, max-age=86400"})
+
+
+# A recorded run's video, where its replay page finds it (relative to /runs/{id}/replay); seekable (Range).
+@router.get("/runs/{run_id}/recording.mp4", response_class=FileResponse, responses={
+    200: {"content": {"video/mp4": {}}, "description": "the run's screen recording"}, 404: JSON_404,
+    **error_responses(409)})
+def run_video_mp4(run_id: str, manager: RunManager = Depends(get_manager)) -> FileResponse:
+    return _run_video(run_id, manager, "recording.mp4")
+
+
+@router.get("/runs/{run_id}/recording.webm", response_class=FileResponse, responses={
+    200: {"content": {"video/webm": {}}, "description": "the run's screen recording"}, 404: JSON_404,
+    **error_responses(409)})
+def run_video_webm(run_id: str, manager: RunManager = Depends(get_manager)) -> FileResponse:
+    return _run_video(run_id, manager, "recording.webm")
 
 
 @router.get("/runs/{run_id}/replay", response_class=HTMLResponse, responses={

@@ -12,9 +12,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import anthropic
 import httpx
@@ -30,6 +31,7 @@ from .human_log import HumanLog
 from .loop import TOOLSET_VERSION, Agent, Budgets, browser_refusal
 from .models import UnknownModel, profile_for
 from .policy import Policy
+from .recordings import discard_recording, keep_recording, start_recording
 from .runs import Run, RunNotFound, RunStore, parse_time, redact
 
 log = logging.getLogger("cubicle.worker")
@@ -62,7 +64,7 @@ class EventHub:
 
     def subscribe(self) -> asyncio.Queue | None:
         """A queue that gets every event published from now on; None once the run has ended."""
-        entry = (asyncio.get_running_loop(), asyncio.Queue())
+        entry: tuple[asyncio.AbstractEventLoop, asyncio.Queue] = (asyncio.get_running_loop(), asyncio.Queue())
         with self._lock:
             if self.closed:
                 return None
@@ -142,7 +144,7 @@ class RunManager:
         self.policy = policy
         self.default_desktop = default_desktop
         self.default_model = default_model
-        self.started_at = datetime.now(timezone.utc)
+        self.started_at = datetime.now(UTC)
         self._lock = threading.Lock()
         self._active: dict[str, ActiveRun] = {}
         self._desktops: dict[str, ActiveRun | None] = {}  # None: a run is starting there
@@ -212,9 +214,14 @@ class RunManager:
                           budgets=Budgets(request.max_steps, request.max_tokens, request.max_cost),
                           anthropic_client=api, on_event=hub.publish, control=control, policy=self.policy,
                           browser=request.browser)
+            recording = None
             try:
+                # Before the first screenshot, so that the video shows the whole run.
+                recording = start_recording(client) if request.record else None
                 run = agent.start(task)
             except (CubicleError, httpx.HTTPError, ValueError) as error:
+                if recording is not None:
+                    discard_recording(client, recording)
                 raise _desktop_failure(url, error) from None
         except BaseException:
             client.close()
@@ -224,6 +231,8 @@ class RunManager:
             raise
         if fleet_desktop is not None:
             run.update(fleet_desktop=fleet_desktop, keep_desktop=request.keep_desktop)
+        if recording is not None:
+            run.update(recording=recording)
         active = ActiveRun(run, agent, control, hub, url, client, desktop_token=token or "",
                            fleet_desktop=None if request.keep_desktop else fleet_desktop)
         active.human_log = HumanLog(run, agent, control, hub.publish)
@@ -253,6 +262,8 @@ class RunManager:
         finally:
             if active.human_log is not None:
                 active.human_log.close()
+            if active.run.meta.get("recording"):
+                keep_recording(active.client, active.run)
             active.client.close()
             if active.fleet_desktop is not None:
                 self.fleet.release(active.fleet_desktop)
@@ -308,7 +319,7 @@ class RunManager:
     def list(self) -> list[dict[str, Any]]:
         with self._lock:
             active = dict(self._active)
-        return [self.describe(meta, active.get(meta.get("id"))) for meta in self.store.list()]
+        return [self.describe(meta, active.get(meta.get("id", ""))) for meta in self.store.list()]
 
     def require_active(self, run_id: str, verb: str) -> ActiveRun:
         run, active = self.find(run_id)

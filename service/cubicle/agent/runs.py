@@ -45,6 +45,7 @@ well as the value of any key named authorization, x-api-key or api_key (any case
 
 from __future__ import annotations
 
+import builtins
 import copy
 import dataclasses
 import fcntl
@@ -52,9 +53,9 @@ import json
 import os
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .events import RunEvent
 
@@ -92,7 +93,7 @@ class RunNotFound(LookupError):
 
 def utc_now() -> str:
     """Now as ISO 8601 UTC with microseconds, e.g. 2026-11-24T19:30:12.123456Z."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_time(text: Any) -> datetime | None:
@@ -102,11 +103,11 @@ def parse_time(text: Any) -> datetime | None:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def new_run_id() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(3).hex()
+    return datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + "-" + os.urandom(3).hex()
 
 
 # -- secrets ----------------------------------------------------------------------------
@@ -199,7 +200,7 @@ def _dump_line(event: RunEvent) -> bytes:
 
 def _parse_events(data: bytes) -> list[RunEvent]:
     """Complete, valid lines of an events file; a torn or damaged line is skipped."""
-    events = []
+    events: list[RunEvent] = []
     for line in data.split(b"\n"):
         if not line.strip():
             continue
@@ -208,7 +209,7 @@ def _parse_events(data: bytes) -> list[RunEvent]:
         except ValueError:
             continue
         if isinstance(event, dict):
-            events.append(event)
+            events.append(cast(RunEvent, event))
     return events
 
 
@@ -217,7 +218,7 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         meta = json.load(handle)
     if not isinstance(meta, dict):
         raise ValueError(f"{folder / RUN_FILE} does not hold a JSON object")
-    totals = {name: 0 for name in TOTAL_FIELDS}
+    totals: dict[str, float] = {name: 0 for name in TOTAL_FIELDS}
     totals["cost_usd"] = 0.0
     totals.update(meta.get("totals") or {})
     meta["totals"] = totals
@@ -482,7 +483,7 @@ class RunStore:
         runs.sort(key=lambda meta: (str(meta.get("created_at") or ""), str(meta.get("id") or "")), reverse=True)
         return runs
 
-    def _run_folders(self) -> list[Path]:
+    def _run_folders(self) -> builtins.list[Path]:  # builtins: in this class `list` is the method above
         try:
             children = list(self.root.iterdir())
         except FileNotFoundError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from .events import RunEvent
@@ -35,7 +35,7 @@ def format_age(created_at: Any, now: datetime | None = None) -> str:
     moment = parse_time(created_at)
     if moment is None:
         return "?"
-    seconds = max(0, int(((now or datetime.now(timezone.utc)) - moment).total_seconds()))
+    seconds = max(0, int(((now or datetime.now(UTC)) - moment).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit}"
@@ -146,11 +146,11 @@ def step_log(events: list[RunEvent]) -> list[str]:
         elif kind == "action":
             result = results.get(event.get("tool_use_id"))
             who = "human " if event.get("actor") == "human" else ""
-            timing = ""
+            took = ""
             if result and isinstance(result.get("duration_ms"), (int, float)):
-                timing = "  " + format_duration(result["duration_ms"] / 1000)
+                took = "  " + format_duration(result["duration_ms"] / 1000)
             outcome = describe_result(result) if result or not who else ""
-            lines.append(f"  {who + describe_action(event, limit=50):<56} {outcome}{timing}".rstrip())
+            lines.append(f"  {who + describe_action(event, limit=50):<56} {outcome}{took}".rstrip())
         elif kind == "result" and event.get("tool_use_id") not in acted:
             lines.append(f"  result {describe_result(event)}")
         elif kind == "retry":

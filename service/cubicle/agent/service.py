@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from contextlib import asynccontextmanager
-from typing import Callable
 
 import anthropic
 from fastapi import FastAPI

@@ -11,12 +11,12 @@ ToolOutcome like any other, for the run log and the conversation.
 from __future__ import annotations
 
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol, cast
 
 from anthropic.lib.tools import BetaRunnableToolset
 from anthropic.types.beta import BetaToolUseBlock
-
 
 # What a tool call is answered when an earlier one in the same turn failed: the toolsets'
 # own wording (the browser's is shorter), which the plain tools share.
@@ -60,7 +60,7 @@ class Tool(Protocol):
 def outcome_of(result: Any) -> ToolOutcome:
     """A toolset's rendered tool_result as an outcome: its texts, and its first image."""
     content = result.get("content")
-    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+    blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
     texts = [block["text"] for block in blocks if block.get("type") == "text" and block.get("text")]
     outcome = ToolOutcome("\n".join(texts), bool(result.get("is_error")))
     image = next((block for block in blocks if block.get("type") == "image"), None)
@@ -79,7 +79,8 @@ class ToolCollection:
         self.toolsets = {entry.toolset_name: entry for entry in entries if isinstance(entry, BetaRunnableToolset)}
 
     def definitions(self) -> list[dict[str, Any]]:
-        return [entry.to_dict() if isinstance(entry, BetaRunnableToolset) else entry.definition()
+        # A toolset's definition is a TypedDict: a plain dict at run time.
+        return [cast(dict[str, Any], entry.to_dict()) if isinstance(entry, BetaRunnableToolset) else entry.definition()
                 for entry in self.entries]
 
     def run(self, block: dict[str, Any]) -> ToolOutcome:

@@ -24,9 +24,14 @@ from typing import Any
 
 import httpx
 from anthropic.tools import ToolError
-from anthropic.tools.computer import (BetaAbstractComputerToolset20260801, BetaAsyncAbstractComputerToolset20260801,
-                                      BetaComputerCursorPositionResult, BetaComputerMemberResult,
-                                      BetaScreenshotResult, BetaToolsetCallContext)
+from anthropic.tools.computer import (
+    BetaAbstractComputerToolset20260801,
+    BetaAsyncAbstractComputerToolset20260801,
+    BetaComputerCursorPositionResult,
+    BetaComputerMemberResult,
+    BetaScreenshotResult,
+    BetaToolsetCallContext,
+)
 
 from cubicle import imaging
 from cubicle.actions import ActionResponse, ActionResult

@@ -23,9 +23,10 @@ from typing import Any
 
 import anthropic
 
+from cubicle.agent.events import RunEvent
 from cubicle.agent.loop import Agent, Budgets
 from cubicle.agent.runs import RunStore
-from cubicle.agent.scripted_api import ScriptedAPI, message, text, tool_use
+from cubicle.agent.scripted_api import Error, ScriptedAPI, message, text, tool_use
 from cubicle.client import DesktopClient
 
 from .baseline import Baseline, Spots
@@ -60,10 +61,11 @@ def run_scripted(client: DesktopClient, desktop_url: str, steps: int, spots: Spo
     """The scripted run, then `baseline_rounds` reference steps; all times in milliseconds.
     Both click the points `spots` hands out, so that the baseline's first click does not go
     where the run's last one left the pointer (`xdotool mousemove --sync` would wait 15 s)."""
+    turns: list[Callable[[dict[str, Any]], dict[str, Any] | Error]]
     turns = [lambda r: message(tool_use("computer", {"action": "left_click", "coordinate": list(spots.next())}))
              for _ in range(steps)] + [lambda r: message(text("done"))]
     api = ScriptedAPI(turns)
-    marks: list[tuple[str, float, dict]] = []
+    marks: list[tuple[str, float, RunEvent]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="cubicle-bench-runs-") as runs_dir:
             agent = Agent(

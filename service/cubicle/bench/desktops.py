@@ -133,7 +133,7 @@ def with_desktop(url: str | None, body: Callable[[Desktop], int],
         if not isinstance(error, expected):
             traceback.print_exc()
         keep_desktop_logs = desktop is not None and desktop.state_dir is not None
-        where = f"; desktop logs in {desktop.state_dir}" if keep_desktop_logs else ""
+        where = f"; desktop logs in {desktop.state_dir}" if keep_desktop_logs and desktop is not None else ""
         print(f"cubicle bench: {error}{where}", file=sys.stderr)
         return 1
     finally:

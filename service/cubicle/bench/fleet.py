@@ -37,8 +37,19 @@ from cubicle.fleet.client import FleetClient
 
 from .desktops import free_ports
 from .processes import read_kib
-from .report import (RESULTS_DIR, Target, bullet, machine_line, ms, percentile, spread, summary_ms, table,
-                     target_lines, write_json)
+from .report import (
+    RESULTS_DIR,
+    Target,
+    bullet,
+    machine_line,
+    ms,
+    percentile,
+    spread,
+    summary_ms,
+    table,
+    target_lines,
+    write_json,
+)
 
 IMAGE = "cubicle-desktop"
 
@@ -59,7 +70,7 @@ class Fleet:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Fleet":
+    def start(self) -> Fleet:
         with open(self.state / "fleet.log", "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "cubicle", "fleet", "serve", "--port", str(self.port), "--backend", self.backend,
@@ -201,7 +212,13 @@ def _refs(fleet: Fleet, ids: list[str]) -> list[str]:
 
     k8s_config.load_kube_config()
     pods = k8s.CoreV1Api().list_namespaced_pod("default", label_selector=f"cubicle.dev/fleet={fleet.name}").items
-    return [p.metadata.name for p in pods if json.loads(p.metadata.annotations["cubicle.dev/meta"]).get("id") in ids]
+    names = []
+    for pod in pods:
+        meta = pod.metadata
+        assert meta is not None and meta.name is not None and meta.annotations is not None  # the fleet's pods have them
+        if json.loads(meta.annotations["cubicle.dev/meta"]).get("id") in ids:
+            names.append(meta.name)
+    return names
 
 
 def measure_load(fleet: Fleet, count: int, seconds: float) -> dict[str, Any]:

@@ -105,6 +105,7 @@ def check_menu_is_settled(client: DesktopClient, spot: tuple[int, int]) -> dict:
     _away_from_clock_tick()
     before = _pixels(client.screenshot().data)
     response = client.act({"action": "right_click", "coordinate": list(spot)}, screenshot=True)
+    assert response.screenshot is not None  # asked for
     settled = Screenshot.from_image_data(response.screenshot)
     time.sleep(1.0)
     later = client.screenshot()
@@ -173,6 +174,7 @@ def run_figures(client: DesktopClient, baseline: Baseline, rounds: int) -> tuple
         started = time.perf_counter()
         response = client.act({"action": "right_click", "coordinate": list(spots.next())}, screenshot=True)
         seconds = time.perf_counter() - started
+        assert response.screenshot is not None and response.screenshot.settle_ms is not None  # asked for, settled
         settle_ms.append(response.screenshot.settle_ms)
         close_menu()
         return seconds
@@ -210,8 +212,9 @@ def measure_memory(desktop: Desktop) -> dict:
     # One measure for every line: PSS (shared pages divided among the processes that map
     # them) when it can be read for all, else RSS (shared libraries counted in full in each).
     kind = "PSS" if all(value is not None for value in pss.values()) else "RSS"
-    sizes = pss if kind == "PSS" else {pid: read_kib(f"/proc/{pid}/status", "VmRSS:") or 0 for pid, _ in processes}
-    lines = [{"pid": pid, "process": role, "mb": sizes[pid] * 1024 / 1e6, "counted": role != "supervisord"}
+    sizes = ({pid: value or 0 for pid, value in pss.items()} if kind == "PSS"  # all known, for PSS
+             else {pid: read_kib(f"/proc/{pid}/status", "VmRSS:") or 0 for pid, _ in processes})
+    lines: list[dict[str, Any]] = [{"pid": pid, "process": role, "mb": sizes[pid] * 1024 / 1e6, "counted": role != "supervisord"}
              for pid, role in processes]
     total = sum(line["mb"] for line in lines if line["counted"])
     return {"kind": kind, "total_mb": total, "processes": lines, "not_found": missing}
@@ -226,6 +229,7 @@ def _cell(samples: list[float], chars: int | None) -> str:
 
 def targets(figures: dict[str, Figure], memory: dict) -> list[Target]:
     png, jpeg, click, typing, menu = (figures[key] for key in ("png", "jpeg", "click", "typing", "menu"))
+    assert typing.chars is not None  # the typing figure counts its characters
     chars_per_s = typing.chars / statistics.median(typing.cubicle)
     menu_ms = statistics.median(menu.cubicle) * 1000
     jpeg_ms = statistics.median(jpeg.cubicle) * 1000

@@ -56,7 +56,7 @@ from .report import (
     write_json,
 )
 
-SCREENSHOTS = {
+SCREENSHOTS: dict[str, dict[str, str | int]] = {
     "png": {},
     "png 1024w": {"max_width": 1024},
     "jpeg": {"format": "jpeg", "quality": 80},
@@ -300,8 +300,9 @@ class FaultResult:
 
     @property
     def recovered_s(self) -> float | None:
-        times = [self.screenshots_s, self.healthy_s, self.vnc_s]
-        return None if None in times else max(times)
+        if self.screenshots_s is None or self.healthy_s is None or self.vnc_s is None:
+            return None
+        return max(self.screenshots_s, self.healthy_s, self.vnc_s)
 
     @property
     def met(self) -> bool:
@@ -314,7 +315,7 @@ class FaultResult:
 
 
 def clear_503(error: str | None) -> bool:
-    return bool(error) and error.startswith("503 display_unavailable:") and "Retry" in error
+    return error is not None and error.startswith("503 display_unavailable:") and "Retry" in error
 
 
 async def vnc_greets(url: str, token: str | None) -> bool:
@@ -495,6 +496,7 @@ def summarise(baseline: list[Sample], base_span: tuple[float, float], load: list
         first = min((s for s in inside if s.status == 503 and s.end >= fault.killed_at), key=lambda s: s.end, default=None)
         if first is not None and (fault.first_503_s is None or first.end - fault.killed_at < fault.first_503_s):
             fault.first_503_s = first.end - fault.killed_at
+            assert first.error is not None  # a 503 comes with its error
             fault.message = first.error.split(" ", 1)[1]
     outside = [s for s in load if not in_window(s, faults)]
     outside_errors: dict[str, int] = {}
@@ -693,7 +695,8 @@ async def run_load(desktop: Desktop, clients: int, seconds: float, faults: bool)
             print(f"  the server process changed during the load ({server} -> {programs.pid('server')})", file=sys.stderr)
             after = None
         memory = memory_summary(server, before, readings, after, load_span[0] + seconds / 2)
-        result = summarise(baseline, tuple(base_span), load, tuple(load_span), fault_results, memory, clients)
+        result = summarise(baseline, (base_span[0], base_span[1]), load, (load_span[0], load_span[1]), fault_results,
+                           memory, clients)
         # How busy the machine was: the server and these clients share its CPUs.
         span = load_span[1] - load_span[0]
         result["cpu"] = {"server_cores": (cpu_after - cpu_before) / span if cpu_before is not None and cpu_after is not None else None,

@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from anthropic.types.beta import BetaToolUseBlock
 
@@ -24,7 +25,7 @@ from .desktops import Desktop, with_desktop
 from .report import RESULTS_DIR, Target, bullet, machine_line, ms, spread, summary_ms, table, target_lines, write_json
 
 # (member, its input): actions that change nothing lasting on the desktop.
-MEMBERS = [
+MEMBERS: list[tuple[str, dict[str, Any]]] = [
     ("mouse_move", {"coordinate": [400, 300]}),
     ("cursor_position", {}),
     ("key", {"text": "shift"}),
@@ -50,8 +51,9 @@ def measure_members(desktop: Desktop, rounds: int) -> dict[str, dict[str, list[f
             toolset, raw = [], []
             block = BetaToolUseBlock(id="toolu_b", name=member, input=member_input, type="tool_use", toolset_name="computer")
             for _ in range(rounds):
-                toolset.append(_timed(lambda: computer.tool_result(block)))
-                raw.append(_timed(lambda: client.act({**member_input, "action": member}, coordinate_space=space)))
+                # Each lambda is called at once by _timed, in this iteration: the loop variables are current.
+                toolset.append(_timed(lambda: computer.tool_result(block)))  # noqa: B023
+                raw.append(_timed(lambda: client.act({**member_input, "action": member}, coordinate_space=space)))  # noqa: B023
             results[member] = {"toolset": toolset, "raw": raw}
     return results
 

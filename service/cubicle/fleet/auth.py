@@ -15,9 +15,9 @@ desktop, and a restarted fleet, given the same fleet token, opens every desktop 
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from cubicle.web import AccessRules, token_matches
+from cubicle.web.asgi import Scope
 from cubicle.web.auth import derived_secret
 
 from .manager import FleetManager
@@ -49,7 +49,7 @@ class FleetAccess:
         self.fleet_token = fleet_token
         self.manager = manager
 
-    def __call__(self, scope: dict[str, Any], token: str | None) -> bool:
+    def __call__(self, scope: Scope, token: str | None) -> bool:
         target = proxied(scope.get("path") or "")
         fleet = token_matches(self.fleet_token, token)
         if target is None:

@@ -18,7 +18,7 @@ class FleetClient:
         # Long: a cold create waits until the desktop is ready.
         self._http = httpx.Client(base_url=url.rstrip("/"), headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
 
-    def __enter__(self) -> "FleetClient":
+    def __enter__(self) -> FleetClient:
         return self
 
     def __exit__(self, *_: Any) -> None:

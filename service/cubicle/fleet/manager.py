@@ -19,9 +19,10 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -35,7 +36,7 @@ log = logging.getLogger("cubicle.fleet")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(moment: datetime) -> str:
@@ -83,22 +84,24 @@ class Desktop:
     last_active_at: datetime = field(default_factory=_now)
     failed_at: float | None = None
     pool_token: str | None = field(default=None, repr=False)
+    osworld: bool = False
 
     def meta(self) -> dict[str, Any]:
         """What the backend keeps with it, for a fleet that restarts."""
         return {"id": self.id, "width": self.width, "height": self.height, "office": self.office,
                 "token_digest": self.token_digest, "created_at": iso(self.created_at),
                 "expires_at": iso(self.expires_at), "idle_timeout_s": self.idle_timeout_s, "labels": self.labels,
-                "pooled": self.pooled}
+                "pooled": self.pooled, "osworld": self.osworld}
 
     @classmethod
-    def from_meta(cls, ref: str, meta: dict[str, Any]) -> "Desktop | None":
+    def from_meta(cls, ref: str, meta: dict[str, Any]) -> Desktop | None:
         created, expires = _parse(meta.get("created_at")), _parse(meta.get("expires_at"))
         if not (meta.get("id") and meta.get("token_digest") and created and expires):
             return None
         return cls(id=meta["id"], ref=ref, width=int(meta.get("width") or 1280), height=int(meta.get("height") or 800),
                    office=meta.get("office"), token_digest=meta["token_digest"], created_at=created, expires_at=expires,
-                   idle_timeout_s=meta.get("idle_timeout_s"), labels=dict(meta.get("labels") or {}))
+                   idle_timeout_s=meta.get("idle_timeout_s"), labels=dict(meta.get("labels") or {}),
+                   osworld=bool(meta.get("osworld")))
 
 
 class FleetManager:
@@ -131,7 +134,10 @@ class FleetManager:
                 self._remove_quietly(owned.ref, "left over" if desktop is None else "pooled or dead at adoption")
                 continue
             desktop.address = owned.address
-            desktop.status = "running" if owned.state == "running" and self._healthy(owned.address) else "starting"
+            # A generous wait: a busy desktop answering late is still running, and one marked
+            # starting would refuse its user (503) until the keeper's next round.
+            running = owned.state == "running" and self._healthy(owned.address, timeout_s=10.0)
+            desktop.status = "running" if running else "starting"
             with self._lock:
                 self._desktops[desktop.id] = desktop
             log.info("adopted desktop %s (%s)", desktop.id, desktop.status)
@@ -157,11 +163,12 @@ class FleetManager:
         self._image(request.office)  # refuses an office choice this fleet has no image for
         token = new_token()
         now = _now()
-        wanted = dict(created_at=now, expires_at=now + timedelta(seconds=request.ttl_s),
+        wanted: dict[str, Any] = dict(created_at=now, expires_at=now + timedelta(seconds=request.ttl_s),
                       idle_timeout_s=request.idle_timeout_s, labels=dict(request.labels), token_digest=token_digest(token))
         desktop = self._claim_pooled(request, wanted)
         if desktop is None:
-            desktop = self._create(request.width, request.height, request.office, pooled=False, **wanted)
+            desktop = self._create(request.width, request.height, request.office, pooled=False,
+                                   osworld=request.osworld, **wanted)
             if request.wait:
                 self._wait_ready(desktop)
         self._wake.set()  # the pool may want refilling
@@ -207,10 +214,12 @@ class FleetManager:
         old = self.get(desktop_id)
         keep = dict(created_at=old.created_at, expires_at=old.expires_at, idle_timeout_s=old.idle_timeout_s,
                     labels=old.labels, token_digest=old.token_digest)
-        request = NewDesktop(width=old.width, height=old.height, office=old.office, ttl_s=max(10, self._seconds_left(old)))
+        request = NewDesktop(width=old.width, height=old.height, office=old.office, ttl_s=max(10, self._seconds_left(old)),
+                             osworld=old.osworld)
         fresh = self._claim_pooled(request, keep, desktop_id=old.id)
         if fresh is None:
-            fresh = self._create(old.width, old.height, old.office, pooled=False, desktop_id=old.id, replacing=True, **keep)
+            fresh = self._create(old.width, old.height, old.office, pooled=False, desktop_id=old.id, replacing=True,
+                                 osworld=old.osworld, **keep)
             self._wait_ready(fresh)
         self._remove_quietly(old.ref, f"reset of {old.id}")
         self._wake.set()
@@ -259,12 +268,13 @@ class FleetManager:
             raise ApiError(422, "invalid_request", f"idle_timeout_s: {idle_timeout_s} s is longer than ttl_s ({ttl_s} s).")
 
     def _create(self, width: int, height: int, office: bool | None, pooled: bool, desktop_id: str | None = None,
-                replacing: bool = False, **fields: Any) -> Desktop:
+                replacing: bool = False, osworld: bool = False, **fields: Any) -> Desktop:
         """Start one on the backend. A pooled one's room was reserved by the keeper; one that
         replaces another (a reset) takes that one's room."""
         desktop_id = desktop_id or secrets.token_hex(6)
         ref = f"{self.settings.name}-{secrets.token_hex(6)}"
-        desktop = Desktop(id=desktop_id, ref=ref, width=width, height=height, office=office, pooled=pooled, **fields)
+        desktop = Desktop(id=desktop_id, ref=ref, width=width, height=height, office=office, pooled=pooled,
+                          osworld=osworld, **fields)
         with self._lock:
             counted = len(self._desktops) + self._refilling - (1 if replacing else 0)  # reserved rooms too
             if not pooled and counted >= self.settings.max_desktops:
@@ -274,7 +284,7 @@ class FleetManager:
                 self._desktops[desktop_id] = desktop
         spec = DesktopSpec(ref=ref, image=self._image(office), width=width, height=height,
                            token_digest=desktop.token_digest, operator_digest=self.operator_digest(ref),
-                           limits=self.settings.limits, meta=desktop.meta())
+                           limits=self.settings.limits, meta=desktop.meta(), osworld=osworld)
         try:
             self.backend.create(spec)
         except BackendError as error:
@@ -305,18 +315,18 @@ class FleetManager:
         raise ApiError(504, "desktop_not_ready", f"Desktop {desktop.id} did not become ready within "
                        f"{self.settings.ready_timeout_s:g} s; it has been removed.")
 
-    def _healthy(self, address: str | None) -> bool:
+    def _healthy(self, address: str | None, timeout_s: float = 2.0) -> bool:
         if not address:
             return False
         try:
-            return self.http.get(address + "/health", timeout=2.0).status_code == 200
+            return self.http.get(address + "/health", timeout=timeout_s).status_code == 200
         except httpx.HTTPError:
             return False
 
     def _claim_pooled(self, request: NewDesktop, fields: dict[str, Any], desktop_id: str | None = None) -> Desktop | None:
         """A ready pooled desktop of the asked size, now with the user's token digest, or None."""
-        if (request.width, request.height) != self.settings.pool_size or request.office is False:
-            return None
+        if (request.width, request.height) != self.settings.pool_size or request.office is False or request.osworld:
+            return None  # the pool's desktops serve no OSWorld protocol: that is chosen when a desktop starts
         while True:
             with self._lock:
                 desktop = next((d for d in self._desktops.values() if d.pooled and d.status == "running"), None)

@@ -29,6 +29,11 @@ class NewDesktop(BaseModel):
     office: bool | None = Field(None, description="with LibreOffice (the image built with WITH_OFFICE=1) or without; "
                                 "default: the fleet's default image. Refused if the fleet has no such image.")
     wait: bool = Field(True, description="answer once the desktop is ready (true) or at once, while it starts (false)")
+    osworld: bool = Field(False, description=(
+        "also serve OSWorld's in-desktop protocol (for OSWorld's DesktopEnv: cubicle.osworld.provider) on port 5000 of "
+        "the desktop's private network, at the address `osworld` of the answer. It takes no credentials and runs any "
+        "code it is sent as the desktop user: it is never reachable through the fleet, only from the fleet's own host "
+        "(Docker) or cluster (Kubernetes). Never from the warm pool."))
 
 
 class KeepAlive(BaseModel):
@@ -58,6 +63,9 @@ class DesktopView(BaseModel):
     reason: str | None = Field(None, description="why it failed")
     urls: DesktopUrls
     token: str | None = Field(None, description="the desktop's own token: shown once, in the answer to its creation")
+    osworld: str | None = Field(None, description=(
+        "desktops made with osworld: true, once running: host:port of their OSWorld server on the desktop's private "
+        "network (no credentials: reachable from the fleet's host or cluster only)"))
 
 
 class DesktopList(BaseModel):

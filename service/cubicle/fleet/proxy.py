@@ -23,8 +23,9 @@ from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
-from cubicle.web.relay import first_to_end
 from cubicle.web import ApiError, closes
+from cubicle.web.errors import MethodNotAllowed
+from cubicle.web.relay import first_to_end
 
 from .auth import operator_token
 from .manager import FleetManager
@@ -33,6 +34,9 @@ from .manager import FleetManager
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade", "host", "authorization", "cookie", "content-length"})
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# The fleet's own routes under /desktops/{id}/ (routes.py), never a desktop's: another method
+# there is refused, not passed on to the desktop.
+FLEET_PATHS = {"keepalive": "POST", "reset": "POST"}
 
 router = APIRouter()
 
@@ -49,6 +53,8 @@ async def _upstream(app: Any, desktop_id: str) -> tuple[str, str]:
 
 @router.api_route("/desktops/{desktop_id}/{path:path}", methods=METHODS, include_in_schema=False)
 async def proxy_http(desktop_id: str, path: str, request: Request) -> StreamingResponse:
+    if path in FLEET_PATHS:
+        raise MethodNotAllowed([FLEET_PATHS[path]])
     address, token = await _upstream(request.app, desktop_id)
     http: httpx.AsyncClient = request.app.state.http
     headers = [(k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP]

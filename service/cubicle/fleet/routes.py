@@ -10,11 +10,14 @@ from starlette.concurrency import run_in_threadpool
 
 from cubicle.web import ApiError, error_responses, exact_json_types, only_known_query
 
+from .backends import osworld_address
 from .manager import Desktop, FleetManager, iso
 from .models import DesktopList, DesktopUrls, DesktopView, Health, KeepAlive, NewDesktop, Status
 
 router = APIRouter(dependencies=[Depends(only_known_query), Depends(exact_json_types)])
-LABEL_FILTER = re.compile(r"^(?P<key>[A-Za-z0-9][A-Za-z0-9._/-]{0,62})=(?P<value>.{0,256})$")
+# [^\n], not '.': a schema's '.' (ECMA-262) also stops at \r, \u2028 and \u2029.
+LABEL_FILTER = re.compile(r"(?P<key>[A-Za-z0-9][A-Za-z0-9._/-]{0,62})=(?P<value>[^\n]{0,256})")
+LABEL_PATTERN = "^" + re.sub(r"\?P<[a-z]+>", "?:", LABEL_FILTER.pattern) + "$"  # as the schema says it
 
 
 def get_manager(request: Request) -> FleetManager:
@@ -35,6 +38,8 @@ def view(request: Request, desktop: Desktop, token: str | None = None) -> Deskto
         shown.reason = desktop.reason
     if token is not None:
         shown.token = token
+    if desktop.osworld and desktop.address:
+        shown.osworld = osworld_address(desktop.address)
     return shown
 
 
@@ -52,11 +57,12 @@ async def create_desktop(body: NewDesktop, request: Request, manager: FleetManag
 
 
 @router.get("/desktops", response_model_exclude_unset=True, summary="The desktops, oldest first")
-def list_desktops(request: Request, label: list[str] = Query([], description="key=value; several: all must match"),
+def list_desktops(request: Request, label: list[str] = Query([], description="key=value; several: all must match",
+                                                           json_schema_extra={"items": {"type": "string", "pattern": LABEL_PATTERN}}),
                   status: Status | None = None, manager: FleetManager = Depends(get_manager)) -> DesktopList:
     wanted = {}
     for item in label:
-        match = LABEL_FILTER.match(item)
+        match = LABEL_FILTER.fullmatch(item)
         if match is None:
             raise ApiError(422, "invalid_request", f"label: {item[:80]!r} is not key=value (e.g. label=team=eval).")
         wanted[match["key"]] = match["value"]

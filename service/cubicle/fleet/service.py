@@ -14,6 +14,7 @@ import os
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -54,10 +55,19 @@ def create_fleet_app(token: str, backend: Backend, settings: FleetSettings) -> F
     app.include_router(routes.router)
     app.include_router(proxy.router)
     install_error_handlers(app, not_found_hint="See the README for the fleet's routes.")
-    install_openapi(app, ACCESS.public_paths)
+    install_openapi(app, ACCESS.public_paths, lambda schema: state_limits(schema, settings))
     app.add_middleware(TokenAuth, check=FleetAccess(token, manager), rules=ACCESS)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     return app
+
+
+def state_limits(schema: dict[str, Any], settings: FleetSettings) -> None:
+    """What this fleet was started with, in its schema: the longest TTL it grants."""
+    for name in ("NewDesktop", "KeepAlive"):
+        ttl = schema["components"]["schemas"].get(name, {}).get("properties", {}).get("ttl_s")
+        for shape in [ttl, *(ttl or {}).get("anyOf", [])] if ttl else []:
+            if shape.get("type") == "integer":
+                shape["maximum"] = settings.max_ttl_s
 
 
 def fleet_token() -> str:

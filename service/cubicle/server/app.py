@@ -8,16 +8,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from cubicle import __version__, x11
+from cubicle.mcp.http import MCP_PATH, McpEndpoint
 from cubicle.web import AccessRules, BodyLimit, TokenAuth
 from cubicle.web.auth import FIRST_MESSAGE_ONLY, Credential, WebSocketWays
 from cubicle.web.openapi import install as install_openapi
 
-from . import apps_routes, errors, host_routes, token_routes
+from . import accessibility_routes, apps_routes, errors, host_routes, recording_routes, token_routes
 from .cdp_bridge import CDP_PATH, install_cdp_bridge
 from .desktop_user import DesktopUser, LocalUser, RunnerUser
 from .docs import install_docs
 from .openapi import amend_schema
 from .routes import router
+from .screen_recorder import ScreenRecorder
 from .service import DesktopService
 from .viewer import install_viewer
 from .vnc_bridge import VNC_PATH, install_vnc_bridge
@@ -50,10 +52,13 @@ def create_app(token: str | Credential, display: str, vnc_port: int = 5900, user
     credential = token if isinstance(token, Credential) else Credential.from_text(token)
     service = DesktopService(x11.X11Desktop(display))
     user = user or desktop_user(display, cdp_port)
+    recorder = ScreenRecorder.from_environment(display)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
-        yield
+        async with mcp.running():
+            yield
+        await recorder.close()  # a running recording's file is finished, not cut off
         await user.close()
         service.close()
 
@@ -68,18 +73,25 @@ def create_app(token: str | Credential, display: str, vnc_port: int = 5900, user
     )
     app.state.service = service
     app.state.user = user
+    app.state.recorder = recorder
     app.state.vnc_port = vnc_port
     app.state.credential = credential
     app.include_router(router)
     app.include_router(host_routes.router)
     app.include_router(token_routes.router)
     app.include_router(apps_routes.router)
+    app.include_router(accessibility_routes.router)
+    app.include_router(recording_routes.router)
     errors.install(app)
     install_openapi(app, ACCESS.public_paths, amend_schema)
     install_docs(app)
     install_viewer(app)
     install_vnc_bridge(app)
     install_cdp_bridge(app)
+    # The MCP face: its tools call this app's own routes, in-process, with the caller's token.
+    mcp = McpEndpoint(app)
+    # A Route serves an ASGI app as it is; add_route's annotation names only request handlers.
+    app.add_route(MCP_PATH, mcp, methods=["GET", "POST", "DELETE"], include_in_schema=False)  # type: ignore[arg-type]
     # Outermost first: oversized bodies are refused before auth reads anything else.
     app.add_middleware(TokenAuth, check=credential.check, rules=ACCESS)
     app.add_middleware(BodyLimit)

@@ -52,6 +52,7 @@ def chromium_argv(port: int, profile: Path) -> list[str]:
         "--password-store=basic",  # no keyring prompt on the screen
         "--hide-crash-restore-bubble",  # the desktop stops it by signal; no "restore pages?" after that
         "--disable-dev-shm-usage",  # a container's /dev/shm is small
+        "--force-renderer-accessibility",  # pages in GET /accessibility (ACCESSIBILITY_ENABLED: its own UI)
         "--start-maximized",
         "about:blank",
     ]

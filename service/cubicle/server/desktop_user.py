@@ -15,10 +15,12 @@ from typing import Any, Protocol
 
 import httpx
 
+from cubicle import accessibility as t
 from cubicle import actions as a
 from cubicle.web.errors import ApiError
 from cubicle.x11.apps import Launcher
 
+from . import atspi
 from .chromium import DesktopChromium
 from .files import FileAccess, FileContent
 from .shell import ShellSession
@@ -40,6 +42,7 @@ class DesktopUser(Protocol):
     async def write_file(self, request: a.WriteFile) -> a.FileWritten: ...
     async def launch(self, argv: list[str]) -> int: ...
     async def ensure_browser(self) -> str: ...
+    async def read_accessibility(self, request: t.TreeRequest) -> t.AccessibilityTree: ...
     async def alive(self) -> bool: ...
     async def close(self) -> None: ...
 
@@ -79,6 +82,16 @@ class LocalUser:
         """Chromium on the display, started if it is not running; its DevTools WebSocket URL."""
         return await self.chromium.ensure()
 
+    async def read_accessibility(self, request: t.TreeRequest) -> t.AccessibilityTree:
+        """The apps' accessibility tree, read over the accessibility bus (which lets in only
+        the desktop user: that is why this is done here)."""
+        try:
+            return await atspi.read_tree(request)
+        except atspi.AccessibilityUnavailable as error:
+            raise ApiError(503, "accessibility_unavailable", str(error)) from None
+        except atspi.WindowNotAccessible as error:
+            raise ApiError(404, "window_not_accessible", str(error)) from None
+
     async def alive(self) -> bool:
         return True
 
@@ -110,8 +123,8 @@ class RunnerUser:
             )) from None
         body = response.json()
         if response.status_code >= 400:
-            error = body.get("error") or {}
-            raise ApiError(response.status_code, error.get("code", "runner_error"), error.get("message", response.text))
+            refusal = body.get("error") or {}
+            raise ApiError(response.status_code, refusal.get("code", "runner_error"), refusal.get("message", response.text))
         return body
 
     async def run_shell(self, command: str, timeout: float) -> a.ShellResult:
@@ -133,6 +146,11 @@ class RunnerUser:
 
     async def ensure_browser(self) -> str:
         return str((await self._call("POST", "/browser", timeout=60.0))["websocket"])
+
+    async def read_accessibility(self, request: t.TreeRequest) -> t.AccessibilityTree:
+        body = await self._call("POST", "/accessibility", timeout=request.timeout_ms / 1000 + _RUNNER_SLACK_S,
+                                json=request.model_dump(exclude_none=True))
+        return t.AccessibilityTree.model_validate(body)
 
     async def alive(self) -> bool:
         try:

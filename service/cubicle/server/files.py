@@ -49,7 +49,7 @@ class FileAccess:
         self.root = os.path.realpath(root) if root else None
 
     @classmethod
-    def from_environment(cls) -> "FileAccess":
+    def from_environment(cls) -> FileAccess:
         return cls(os.environ.get(ROOT_VARIABLE, "").strip() or None)
 
     # -- paths ---------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class FileAccess:
         try:
             if stat.S_ISDIR(os.stat(folder).st_mode):
                 return
-            blocker = folder
+            blocker: str | None = folder
         except FileNotFoundError:
             blocker = _blocking_file(folder)
         except NotADirectoryError:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from cubicle import actions as a
 from cubicle import imaging, x11
@@ -129,8 +130,8 @@ class Planner:
             count = {"double_click": 2, "triple_click": 3}.get(name, 1)
             return Step(index, name, lambda d: d.click(at, button, count, mods))
         if isinstance(action, a.MouseMove):
-            at = self.point(action.coordinate)
-            return Step(index, name, lambda d: d.move(*at))
+            to = self.point(action.coordinate)
+            return Step(index, name, lambda d: d.move(*to))
         if isinstance(action, a.Drag):
             start = self.point(action.start_coordinate) if action.start_coordinate is not None else None
             middle = [self.point(p) for p in action.path or []]

@@ -21,7 +21,6 @@ from .host_routes import get_user
 from .plan import Planner
 from .service import DesktopService
 
-
 router = APIRouter(dependencies=[Depends(only_known_query), Depends(exact_json_types)])
 
 
@@ -64,12 +63,12 @@ async def _vnc_up(port: int) -> bool:
     """x11vnc is up when it greets with the RFB protocol version."""
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1.0)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     try:
         greeting = await asyncio.wait_for(reader.read(12), 1.0)
         return greeting.startswith(b"RFB ")
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     finally:
         writer.close()

@@ -19,13 +19,17 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from cubicle import __version__
+from cubicle.accessibility import TreeRequest
 from cubicle.web import ApiError
 
-from . import errors, host_routes
+from . import atspi, errors, host_routes
 from .desktop_user import DesktopUser, LocalUser, socket_address
+
+ACCESSIBILITY_BUS_WAIT_S = 5.0
 
 
 class LaunchArgv(BaseModel):
@@ -46,6 +50,12 @@ async def launch(body: LaunchArgv, user: DesktopUser = Depends(host_routes.get_u
     if not body.argv[0] or any("\0" in part for part in body.argv):
         raise ApiError(422, "invalid_command", "argv[0] is empty or an argument holds a NUL character.")
     return {"pid": await user.launch(body.argv)}
+
+
+@launch_router.post("/accessibility")
+async def accessibility(body: TreeRequest, user: Annotated[DesktopUser, Depends(host_routes.get_user)]) -> JSONResponse:
+    """The accessibility tree (the server shapes it for GET /accessibility)."""
+    return JSONResponse((await user.read_accessibility(body)).model_dump(exclude_none=True))
 
 
 @launch_router.post("/browser")
@@ -90,6 +100,10 @@ def serve_runner(display: str | None, socket_spec: str, cdp_port: int = 9222) ->
     import uvicorn
 
     display = display or os.environ.get("DISPLAY") or ":0"
+    # Programs are started only through us: once we answer, the accessibility bus is there for them.
+    if os.environ.get(atspi.BUS_ADDRESS_VARIABLE) and not atspi.wait_for_bus(ACCESSIBILITY_BUS_WAIT_S):
+        print("cubicle runner: the accessibility bus does not answer yet; apps started now publish no tree",
+              file=sys.stderr, flush=True)
     sock = listening_socket(socket_spec)
     print(f"cubicle runner: display {display}, socket {socket_spec}", file=sys.stderr, flush=True)
     uvicorn.run(create_runner_app(display, cdp_port), fd=sock.fileno(), log_level="warning", access_log=False)

@@ -27,7 +27,7 @@ _HIDDEN_VARIABLES = ("CUBICLE_TOKEN",)
 _CONTINUATION_BYTES = bytes(range(0x80, 0xC0))
 
 try:
-    _libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the child after fork only calls it
+    _libc: ctypes.CDLL | None = ctypes.CDLL(None, use_errno=True)  # loaded here: the child after fork only calls it
 except OSError:
     _libc = None
 
@@ -115,7 +115,7 @@ class _Bash:
         self._reader = asyncio.get_running_loop().create_task(self._drain())
 
     @classmethod
-    async def start(cls, env: dict[str, str], cwd: str, limit_chars: int) -> "_Bash":
+    async def start(cls, env: dict[str, str], cwd: str, limit_chars: int) -> _Bash:
         process = await asyncio.create_subprocess_exec(
             "bash", "--noprofile", "--norc",
             stdin=asyncio.subprocess.PIPE,
@@ -190,13 +190,13 @@ class _Bash:
         process group may still hold the pipe open, so the wait for end of output is capped."""
         try:
             await asyncio.wait_for(self.ended.wait(), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             self._reader.cancel()
             self.flush()
             self.ended.set()
         try:
             await asyncio.wait_for(self.process.wait(), grace)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         if self.process.stdin is not None:
             self.process.stdin.close()
@@ -254,7 +254,7 @@ class ShellSession:
             bash.expect(token)
             try:
                 await asyncio.wait_for(self._send_and_wait(bash, _script(command, token)), timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 bash.kill("timeout")
                 await bash.wait_gone()
                 text, truncated = bash.take_output()
@@ -298,7 +298,7 @@ class ShellSession:
             try:
                 await asyncio.wait_for(bash.finished.wait(), 0.25)
                 return
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     async def restart(self) -> None:

@@ -29,8 +29,8 @@ from fastapi import FastAPI, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from cubicle.rfb import InputCallback, RfbClientParser, RfbProtocolError
-from cubicle.web.relay import first_to_end
 from cubicle.web import closes
+from cubicle.web.relay import first_to_end
 
 VNC_PATH = "/vnc"
 CONNECT_TIMEOUT = 5.0
@@ -73,7 +73,7 @@ class VncBridge:
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(self.host, self.vnc_port), CONNECT_TIMEOUT)
-            except (OSError, asyncio.TimeoutError):
+            except (TimeoutError, OSError):
                 raise _Close(closes.TRY_AGAIN, "the VNC server is not reachable, try again shortly") from None
             parser = RfbClientParser(view_only=first.get("interactive") is not True, on_input=self._forward_input)
             try:

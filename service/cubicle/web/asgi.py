@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -27,7 +28,8 @@ async def send_json_error(send: Send, status: int, code: str, message: str,
 
 def header(scope: Scope, name: bytes) -> str:
     """A request header's value ('' when absent); names are lower case in ASGI."""
-    for key, value in scope.get("headers") or []:
+    headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+    for key, value in headers:
         if key == name:
             return value.decode("latin-1")
     return ""

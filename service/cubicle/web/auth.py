@@ -26,8 +26,9 @@ import hmac
 import json
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import closes
 from .asgi import ASGIApp, Message, Receive, Scope, Send, header, send_json_error
@@ -87,7 +88,7 @@ class Credential:
         self.operator_digest = operator_digest
 
     @classmethod
-    def from_text(cls, text: str, store: Callable[[str], None] | None = None) -> "Credential":
+    def from_text(cls, text: str, store: Callable[[str], None] | None = None) -> Credential:
         """'sha256:<hex>' is a digest; anything else is the token itself."""
         text = text.strip()
         return cls(digest_of(text), store, token=None if text.startswith(DIGEST_PREFIX) else text)
@@ -225,7 +226,7 @@ class TokenAuth:
         await send({"type": "websocket.accept", "subprotocol": self._own_protocol(offered)})
         try:
             first = await asyncio.wait_for(receive(), FIRST_MESSAGE_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             first = {"type": "websocket.receive", "text": ""}
         if first["type"] != "websocket.receive":
             return  # the client left

@@ -9,7 +9,8 @@ JSON or not valid, unknown routes, wrong methods, and any unexpected exception.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +35,15 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message}}
+
+
+class MethodNotAllowed(StarletteHTTPException):
+    """Raised by a route that refuses a method itself, naming what the path takes (the
+    fleet's proxy, under the fleet's own /desktops/{id}/reset): its 405 says those."""
+
+    def __init__(self, allowed: list[str]):
+        super().__init__(405)
+        self.allowed = allowed
 
 
 class ErrorResponse(BaseModel):
@@ -84,6 +94,13 @@ def describe_problem(error: dict[str, Any]) -> str:
     return f"{where}: {error.get('msg', 'invalid value')}"
 
 
+def describe_problems(problems: Sequence[Any]) -> str:
+    """Every problem of a validation error in words, the first five shown: the message of a
+    refused body (and of the MCP face's refused arguments, checked by the same models)."""
+    messages = list(dict.fromkeys(describe_problem(p) for p in problems))
+    return "; ".join(messages[:5]) + (f"; and {len(messages) - 5} more" if len(messages) > 5 else "")
+
+
 def json_kind(value: Any) -> str:
     if isinstance(value, str):
         return "a string"
@@ -98,12 +115,13 @@ def json_kind(value: Any) -> str:
 
 def allowed_methods(request: Request) -> list[str]:
     """Every method the path takes, over all the routes that match it: Starlette's own 405
-    names only the first route's methods (GET for a path whose PUT is another route)."""
-    methods: set[str] = set()
-    for path, route in _http_routes(request.app.router.routes, request.url.path):
-        if route.matches({**request.scope, "path": path})[0] in (Match.PARTIAL, Match.FULL):
-            methods |= set(route.methods or ())
-    return sorted(methods)
+    names only the first route's methods (GET for a path whose PUT is another route). A path
+    without parameters comes before templated ones, as OpenAPI matches paths: /recording/stop
+    takes what it takes, not also what /recording/{recording_id} does."""
+    matching = [route for path, route in _http_routes(request.app.router.routes, request.url.path)
+                if route.matches({**request.scope, "path": path})[0] in (Match.PARTIAL, Match.FULL)]
+    literal = [route for route in matching if not getattr(route, "param_convertors", None)]
+    return sorted({method for route in literal or matching for method in route.methods or ()})
 
 
 def _http_routes(routes: list[Any], path: str) -> Iterator[tuple[str, Any]]:
@@ -141,8 +159,7 @@ def install_error_handlers(app: FastAPI, not_found_hint: str, redact: Redact = l
                 "(with curl: --json '{...}')."), redact)
         problems = error.errors()
         malformed = any(p.get("type") == "json_invalid" for p in problems)
-        messages = list(dict.fromkeys(describe_problem(p) for p in problems))
-        shown = "; ".join(messages[:5]) + (f"; and {len(messages) - 5} more" if len(messages) > 5 else "")
+        shown = describe_problems(problems)
         code, status = ("malformed_body", 400) if malformed else ("invalid_request", 422)
         return _json(status, code, shown, redact)
 
@@ -150,7 +167,7 @@ def install_error_handlers(app: FastAPI, not_found_hint: str, redact: Redact = l
     async def _http(request: Request, error: StarletteHTTPException) -> JSONResponse:
         headers = dict(getattr(error, "headers", None) or {})
         if error.status_code == 405:
-            allowed = allowed_methods(request)
+            allowed = error.allowed if isinstance(error, MethodNotAllowed) else allowed_methods(request)
             headers["Allow"] = ", ".join(allowed)
             message = f"{request.method} is not allowed on {request.url.path}; it takes {' or '.join(allowed)}."
             return _json(405, "method_not_allowed", message, redact, headers)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 DESKTOP_PORT = 8000
+OSWORLD_PORT = 5000  # OSWorld's in-desktop protocol, on desktops made with osworld: true
 SESSION_UID = 1000
 SERVER_UID = 1001
 
@@ -39,6 +40,22 @@ class DesktopSpec:
     operator_digest: str  # of the fleet's own way in (see fleet/auth.py)
     limits: Limits
     meta: dict[str, Any] = field(default_factory=dict)
+    osworld: bool = False  # the session also serves OSWorld's protocol, inside the desktop's network
+
+
+def session_environment(spec: DesktopSpec) -> dict[str, str]:
+    """The session container's settings: its screen, and OSWorld's protocol when asked for, on
+    every address of the desktop's own network namespace (which no port is published from)."""
+    environment = {"WIDTH": str(spec.width), "HEIGHT": str(spec.height)}
+    if spec.osworld:
+        environment.update(CUBICLE_OSWORLD="1", CUBICLE_OSWORLD_HOST="0.0.0.0", CUBICLE_OSWORLD_PORT=str(OSWORLD_PORT))
+    return environment
+
+
+def osworld_address(address: str) -> str:
+    """host:port of a desktop's OSWorld server, from its server's base URL (http://host:8000)."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0]
+    return f"{host}:{OSWORLD_PORT}"
 
 
 @dataclass

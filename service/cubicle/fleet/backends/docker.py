@@ -28,7 +28,7 @@ from typing import Any
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 
-from . import DESKTOP_PORT, SERVER_UID, SESSION_UID, BackendError, DesktopSpec, Owned, State
+from . import DESKTOP_PORT, SERVER_UID, SESSION_UID, BackendError, DesktopSpec, Owned, State, session_environment
 
 OWNER_LABEL = "dev.cubicle.fleet"
 REF_LABEL = "dev.cubicle.desktop"
@@ -62,7 +62,7 @@ class DockerBackend:
         try:
             session = self.client.containers.run(
                 spec.image, ["session"], name=f"{spec.ref}-session", detach=True, user=f"{SESSION_UID}:{SESSION_UID}",
-                environment={"WIDTH": str(spec.width), "HEIGHT": str(spec.height)},
+                environment=session_environment(spec),
                 labels={**labels, ROLE_LABEL: "session"}, network=network.name, ipc_mode="shareable",
                 shm_size=f"{limits.shm_mib}m", nano_cpus=int(limits.cpus * 0.8 * 1e9),
                 mem_limit=f"{int(limits.memory_mib * 0.85)}m", pids_limit=int(limits.pids * 0.85), **UNPRIVILEGED)
@@ -132,8 +132,10 @@ class DockerBackend:
 
     def list_owned(self) -> list[Owned]:
         records = self._records()
-        refs = {container.labels.get(REF_LABEL) for container in
-                self.client.containers.list(all=True, filters={"label": f"{OWNER_LABEL}={self.fleet}"})}
+        # sparse: the list's own fields, with no inspect per container, which fails with 404 for
+        # a container removed between the list and the inspect.
+        refs = {(container.attrs.get("Labels") or {}).get(REF_LABEL) for container in
+                self.client.containers.list(all=True, sparse=True, filters={"label": f"{OWNER_LABEL}={self.fleet}"})}
         refs |= {network.attrs["Labels"].get(REF_LABEL) for network in
                  self.client.networks.list(filters={"label": f"{OWNER_LABEL}={self.fleet}"})}
         refs |= set(records)  # a record whose containers went while no fleet watched

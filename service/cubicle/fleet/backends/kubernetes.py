@@ -23,7 +23,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from . import DESKTOP_PORT, SERVER_UID, SESSION_UID, BackendError, DesktopSpec, Owned, State
+from . import DESKTOP_PORT, SERVER_UID, SESSION_UID, BackendError, DesktopSpec, Owned, State, session_environment
 
 OWNER_LABEL = "cubicle.dev/fleet"
 REF_LABEL = "cubicle.dev/desktop"
@@ -87,8 +87,7 @@ class KubernetesBackend:
                 containers=[
                     k8s.V1Container(
                         name="session", image=spec.image, image_pull_policy=self.image_pull_policy, args=["session"],
-                        env=[k8s.V1EnvVar(name="WIDTH", value=str(spec.width)),
-                             k8s.V1EnvVar(name="HEIGHT", value=str(spec.height))],
+                        env=[k8s.V1EnvVar(name=name, value=value) for name, value in session_environment(spec).items()],
                         security_context=_as_user(unprivileged, SESSION_UID), resources=resources(0.8),
                         volume_mounts=[k8s.V1VolumeMount(name="shm", mount_path="/dev/shm")]),
                     k8s.V1Container(
@@ -107,6 +106,7 @@ class KubernetesBackend:
                 metadata=k8s.V1ObjectMeta(name=secret_name, labels=labels),
                 string_data={"token": "sha256:" + spec.token_digest, "operator": "sha256:" + spec.operator_digest}))
             created = self.api.create_namespaced_pod(self.namespace, pod)
+            assert created.metadata is not None  # the API server fills it in
             owner = {"apiVersion": "v1", "kind": "Pod", "name": created.metadata.name, "uid": created.metadata.uid}
             self.api.patch_namespaced_secret(secret_name, self.namespace, {"metadata": {"ownerReferences": [owner]}})
         except ApiException as error:
@@ -135,12 +135,14 @@ class KubernetesBackend:
         pods = self.api.list_namespaced_pod(self.namespace, label_selector=f"{OWNER_LABEL}={self.fleet}").items
         found = []
         for pod in pods:
+            assert pod.metadata is not None and pod.metadata.name is not None  # the API server fills them in
             meta = json.loads((pod.metadata.annotations or {}).get(META_ANNOTATION) or "{}")
             ip = pod.status.pod_ip if pod.status else None
             found.append(Owned(pod.metadata.name, _state_of(pod), meta, f"http://{ip}:{DESKTOP_PORT}" if ip else None))
         refs = {owned.ref for owned in found}
         # A Secret left by a create that failed half-way still belongs to us.
         for secret in self.api.list_namespaced_secret(self.namespace, label_selector=f"{OWNER_LABEL}={self.fleet}").items:
+            assert secret.metadata is not None  # the API server fills it in
             ref = (secret.metadata.labels or {}).get(REF_LABEL)
             if ref and ref not in refs:
                 found.append(Owned(ref, "gone", {}, None))
@@ -198,6 +200,8 @@ def _own_namespace() -> str | None:
 
 
 def _reason(error: ApiException) -> str:
+    if error.body is None:
+        return str(error.reason)
     try:
         return json.loads(error.body).get("message") or error.reason
     except (TypeError, ValueError):
