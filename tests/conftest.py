@@ -43,7 +43,7 @@ MARKS_BY_FIXTURE = {
     "own_desktop": "desktop",  # a module's desktop of its own (test_session, test_browser_toolset)
     "fuzz_desktop": "desktop",  # test_fuzz's, its files kept in a folder
     "browser": "browser",
-    "images": "image",  # tests/test_image.py: built with buildah
+    "images": "image",  # tests/test_image.py: built with docker compose build
 }
 
 

@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backend", choices=("docker", "kubernetes"), default="docker", help="with --fleet")
     bench.add_argument("--toolsets", action="store_true", help="Claude's toolsets instead: CubicleComputer's cost per "
                        "member beside the raw /actions path, and the browser's read_page on 1,000 elements")
+    bench.add_argument("--observe", action="store_true", help="what observes the desktop instead: GET /accessibility "
+                       "with the usual apps open, and a screen recording's CPU cost beside no recording")
     bench.add_argument("--idle", type=int, default=20, help="with --fleet: idle desktops whose memory is measured")
     bench.add_argument("--drive", type=int, default=10, help="with --fleet: desktops driven at once")
     return parser
@@ -190,6 +192,11 @@ def main(argv: list[str] | None = None) -> None:
         from cubicle.bench.toolsets import run_toolsets_bench
 
         sys.exit(run_toolsets_bench(args))
+    elif args.command == "bench" and args.observe:
+        from cubicle.bench.observe import main as run_observe_bench
+
+        sys.exit(run_observe_bench([*(["--url", args.url] if args.url else []), "--rounds", str(min(args.rounds, 10)),
+                                    "--seconds", "20", "--json", "bench/results/observe.json"]))
     elif args.command == "bench" and args.fleet:
         from cubicle.bench.fleet import run_fleet_bench
 

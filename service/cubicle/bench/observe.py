@@ -184,6 +184,7 @@ def run(desktop: Desktop, rounds: int, seconds: float, json_path: str | None) ->
         if isinstance(figures, dict):
             print(f"recording, {label}: {json.dumps(figures)}")
     if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(report, indent=2) + "\n")
     return 0
 
