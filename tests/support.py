@@ -200,3 +200,42 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update"]
 VIEWPORT = {"width": 1000, "height": 700}
+
+
+# -- the SDK's tool runner against the scripted Messages API ----------------------------------
+
+TOOL_RUNNER_MODEL = "claude-sonnet-5"
+
+
+def run_tool_runner(tools: list, turns: list, prompt: str):
+    """The real SDK's tool runner with `tools` over the scripted `turns` (then a final text),
+    against cubicle's scripted Messages API; the API, with every request it got."""
+    import anthropic
+
+    from cubicle.agent.scripted_api import ScriptedAPI, message, text
+
+    api = ScriptedAPI([*turns, lambda request: message(text("Done."))])
+    try:
+        with anthropic.Anthropic(api_key="sk-ant-test", base_url=api.url, max_retries=0) as client:
+            runner = client.beta.messages.tool_runner(model=TOOL_RUNNER_MODEL, max_tokens=1024, tools=tools,
+                                                      messages=[{"role": "user", "content": prompt}])
+            runner.until_done()
+    finally:
+        api.close()
+    assert api.failure is None, api.failure
+    return api
+
+
+def tool_results_after_each_turn(api) -> list[list[dict]]:
+    """The tool results the model was sent after each of its turns."""
+    from cubicle.agent.scripted_api import tool_results
+
+    return [tool_results(request) for request in api.requests[1:]]
+
+
+def text_of_result(result: dict) -> str:
+    """A tool result's text (its string content, or its text blocks joined)."""
+    content = result["content"]
+    if isinstance(content, str):
+        return content
+    return "\n".join(block["text"] for block in content if block["type"] == "text")

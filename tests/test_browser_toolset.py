@@ -45,7 +45,9 @@ from cubicle.anthropic import (
 )
 from cubicle.bench.browser import element_page, measure_read_page
 from cubicle.client import DesktopClient
-from support import free_port, running_desktop, wait_until
+from support import free_port, run_tool_runner, running_desktop, wait_until
+from support import text_of_result as text_of
+from support import tool_results_after_each_turn as results
 
 MODEL = "claude-sonnet-5"
 ALL_MEMBERS_ON = {name: {"enabled": True} for name in ("file_upload", "javascript_exec", "read_console", "read_network")}
@@ -270,29 +272,7 @@ def fresh_start(browser, permissions):
 
 
 def run(tools: list, turns: list) -> ScriptedAPI:
-    """The real SDK's tool runner over `turns` (then a final text), against the scripted API."""
-    api = ScriptedAPI([*turns, lambda request: message(text("Done."))])
-    try:
-        client = anthropic.Anthropic(api_key="sk-ant-test", base_url=api.url, max_retries=0)
-        runner = client.beta.messages.tool_runner(model=MODEL, max_tokens=1024, tools=tools,
-                                                  messages=[{"role": "user", "content": "Work in the browser."}])
-        runner.until_done()
-    finally:
-        api.close()
-    assert api.failure is None, api.failure
-    return api
-
-
-def results(api: ScriptedAPI) -> list[list[dict[str, Any]]]:
-    """The tool results the model got after each of its turns."""
-    return [tool_results(request) for request in api.requests[1:]]
-
-
-def text_of(result: dict[str, Any]) -> str:
-    content = result["content"]
-    if isinstance(content, str):
-        return content
-    return "\n".join(block["text"] for block in content if block["type"] == "text")
+    return run_tool_runner(tools, turns, "Work in the browser.")
 
 
 def state_of(result: dict[str, Any]) -> dict[str, Any]:

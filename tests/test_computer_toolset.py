@@ -29,10 +29,12 @@ import anthropic
 import pytest
 from PIL import Image, ImageChops
 
-from cubicle.agent.scripted_api import ScriptedAPI, last_image, message, text, tool_results, tool_use
+from cubicle.agent.scripted_api import ScriptedAPI, last_image, message, text, tool_use
 from cubicle.anthropic import AsyncCubicleComputer, CubicleComputer
 from cubicle.client import DesktopClient
-from support import changed_outside_the_clock, wait_until
+from support import changed_outside_the_clock, run_tool_runner, wait_until
+from support import text_of_result as text_of
+from support import tool_results_after_each_turn as results
 
 MODEL = "claude-sonnet-5"
 SCREEN = (1280, 800)  # the session desktop's size (support.running_desktop's default)
@@ -70,30 +72,7 @@ def turn(*blocks: dict[str, Any]):
 
 
 def run(computer: CubicleComputer, turns: list) -> ScriptedAPI:
-    """The real SDK's tool runner over `turns` (then a final text), against the scripted API."""
-    api = ScriptedAPI([*turns, lambda request: message(text("Done."))])
-    try:
-        with anthropic.Anthropic(api_key="sk-ant-test", base_url=api.url, max_retries=0) as client:
-            runner = client.beta.messages.tool_runner(
-                model=MODEL, max_tokens=1024, tools=[computer],
-                messages=[{"role": "user", "content": "Work on the desktop."}])
-            runner.until_done()
-    finally:
-        api.close()
-    assert api.failure is None, api.failure
-    return api
-
-
-def results(api: ScriptedAPI) -> list[list[dict[str, Any]]]:
-    """The tool results the model was sent after each of its turns."""
-    return [tool_results(request) for request in api.requests[1:]]
-
-
-def text_of(result: dict[str, Any]) -> str:
-    content = result["content"]
-    if isinstance(content, str):
-        return content
-    return "\n".join(block["text"] for block in content if block["type"] == "text")
+    return run_tool_runner([computer], turns, "Work on the desktop.")
 
 
 def image_bytes(result: dict[str, Any]) -> bytes:

@@ -10,7 +10,7 @@ import base64
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 import httpx
 from pydantic import TypeAdapter
@@ -155,12 +155,13 @@ def _headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
 
 
-class DesktopClient:
-    """Blocking client. `with DesktopClient(url, token) as desktop: desktop.click(10, 20)`."""
+_HTTP = TypeVar("_HTTP", httpx.Client, httpx.AsyncClient)
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None,
-                 timeout: float | httpx.Timeout = 30.0, **httpx_options: Any):
-        self._http = httpx.Client(base_url=base_url, headers=_headers(token), timeout=timeout, **httpx_options)
+
+class _Addressed(Generic[_HTTP]):
+    """What both clients say of where they send requests, read from their httpx client."""
+
+    _http: _HTTP
 
     @property
     def base_url(self) -> str:
@@ -173,6 +174,14 @@ class DesktopClient:
         same desktop, such as the browser's CDP)."""
         authorization = self._http.headers.get("authorization", "")
         return authorization[7:] if authorization.startswith("Bearer ") else None
+
+
+class DesktopClient(_Addressed[httpx.Client]):
+    """Blocking client. `with DesktopClient(url, token) as desktop: desktop.click(10, 20)`."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None,
+                 timeout: float | httpx.Timeout = 30.0, **httpx_options: Any):
+        self._http = httpx.Client(base_url=base_url, headers=_headers(token), timeout=timeout, **httpx_options)
 
     def __enter__(self) -> DesktopClient:
         return self
@@ -306,24 +315,12 @@ class DesktopClient:
         self._send(_Call("DELETE", f"/recording/{recording_id}"))
 
 
-class AsyncDesktopClient:
+class AsyncDesktopClient(_Addressed[httpx.AsyncClient]):
     """The same API for asyncio code: every method is a coroutine."""
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", token: str | None = None,
                  timeout: float | httpx.Timeout = 30.0, **httpx_options: Any):
         self._http = httpx.AsyncClient(base_url=base_url, headers=_headers(token), timeout=timeout, **httpx_options)
-
-    @property
-    def base_url(self) -> str:
-        """The desktop's address, as given (for the fleet: .../desktops/{id})."""
-        return str(self._http.base_url).rstrip("/")
-
-    @property
-    def token(self) -> str | None:
-        """The token this client sends (for a driver that opens another connection to the
-        same desktop, such as the browser's CDP)."""
-        authorization = self._http.headers.get("authorization", "")
-        return authorization[7:] if authorization.startswith("Bearer ") else None
 
     async def __aenter__(self) -> AsyncDesktopClient:
         return self

@@ -21,7 +21,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from cubicle.rfb import RfbClientParser, RfbProtocolError
@@ -103,12 +103,7 @@ async def bridge(websocket: WebSocket, active: ActiveRun) -> None:
                 recorder.flush()
 
         async def desktop_to_browser() -> tuple[int, str]:
-            try:
-                async for data in upstream:
-                    if isinstance(data, bytes):
-                        await websocket.send_bytes(data)
-            except ConnectionClosed:
-                pass
+            await _relay_frames(upstream, websocket)
             code = upstream.close_code or closes.NORMAL
             if code == closes.UNAUTHORIZED:
                 return closes.ERROR, "the desktop refused the run's desktop token"
@@ -152,12 +147,7 @@ async def watch(websocket: WebSocket, upstream_url: str, token: str) -> None:
                         await upstream.send(forward)
 
         async def desktop_to_browser() -> tuple[int, str]:
-            try:
-                async for data in upstream:
-                    if isinstance(data, bytes):
-                        await websocket.send_bytes(data)
-            except ConnectionClosed:
-                pass
+            await _relay_frames(upstream, websocket)
             if upstream.close_code == closes.UNAUTHORIZED:
                 return closes.ERROR, "the fleet refused the worker's fleet token"
             return upstream.close_code or closes.NORMAL, (upstream.close_reason or "the desktop ended the session")[:120]
@@ -171,6 +161,16 @@ async def watch(websocket: WebSocket, upstream_url: str, token: str) -> None:
 
 async def refuse(websocket: WebSocket, reason: str) -> None:
     await _close(websocket, closes.NOT_LIVE, reason[:120])
+
+
+async def _relay_frames(upstream: ClientConnection, websocket: WebSocket) -> None:
+    """The desktop's RFB frames to the browser, until the desktop's side closes."""
+    try:
+        async for data in upstream:
+            if isinstance(data, bytes):
+                await websocket.send_bytes(data)
+    except ConnectionClosed:
+        pass
 
 
 async def _close(websocket: WebSocket, code: int, reason: str) -> None:

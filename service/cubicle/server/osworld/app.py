@@ -274,35 +274,28 @@ def create_osworld_app(display: str) -> FastAPI:
 
     # -- windows ----------------------------------------------------------------------------
 
-    async def _window_request(request: Request) -> tuple[str, bool, bool] | Response:
+    async def _named_window(request: Request) -> int:
+        """The id of the window the body's window_name (strict, by_class) names; a bad body is
+        a 400 and no such window a 404, raised as BadRequest."""
         body = await _json(request)
         name, strict, by_class = body.get("window_name"), body.get("strict", False), body.get("by_class", False)
         if not isinstance(name, str) or not name:
-            return PlainTextResponse("window_name required", 400)
+            raise BadRequest(PlainTextResponse("window_name required", 400))
         if not isinstance(strict, bool) or not isinstance(by_class, bool):
-            return PlainTextResponse("strict and by_class must be true or false", 400)
-        return name, strict, by_class
+            raise BadRequest(PlainTextResponse("strict and by_class must be true or false", 400))
+        window = await screen.find(name, strict, by_class)
+        if window is None:
+            raise BadRequest(PlainTextResponse(f"Window {name} not found.", 404))
+        return window.id
 
     @app.post("/setup/activate_window")
     async def activate_window(request: Request) -> Response:
-        wanted = await _window_request(request)
-        if isinstance(wanted, Response):
-            return wanted
-        window = await screen.find(*wanted)
-        if window is None:
-            return PlainTextResponse(f"Window {wanted[0]} not found.", 404)
-        await screen.activate(window.id)
+        await screen.activate(await _named_window(request))
         return PlainTextResponse("Window activated successfully")
 
     @app.post("/setup/close_window")
     async def close_window(request: Request) -> Response:
-        wanted = await _window_request(request)
-        if isinstance(wanted, Response):
-            return wanted
-        window = await screen.find(*wanted)
-        if window is None:
-            return PlainTextResponse(f"Window {wanted[0]} not found.", 404)
-        await screen.close_window(window.id)
+        await screen.close_window(await _named_window(request))
         return PlainTextResponse("Window closed successfully.")
 
     @app.post("/setup/open_file")
