@@ -238,6 +238,8 @@ class FleetManager:
         desktop = self.get(desktop_id)
         if desktop.status == "failed":
             raise ApiError(502, "desktop_failed", f"Desktop {desktop.id} has failed ({desktop.reason}); delete it and create another.")
+        if desktop.status == "starting" and not desktop.pooled and self._healthy(desktop.address):
+            desktop.status = "running"  # ready before the keeper's next look (one adopted by a restart, say)
         if desktop.status != "running" or not desktop.address:
             raise ApiError(503, "desktop_starting", f"Desktop {desktop.id} is still starting: retry in a moment.")
         desktop.last_active_at = _now()
